@@ -1,0 +1,35 @@
+"""The Celery app. Every Celery setting lives in config/settings.py under the CELERY_ namespace."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from django.conf import settings
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("kiln")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+def queue_of(task_name: str) -> str:
+    """The queue Kiln's routes send a task to (unrouted tasks go to the default queue)."""
+    route = app.amqp.router.route({}, task_name)
+    return route["queue"].name
+
+
+class QueueTimeLimits:
+    """Task annotation: each task gets the hard and soft time limits of the queue it is routed to.
+
+    Limits follow routing, so a task moved to another queue by `CELERY_TASK_ROUTES` changes its limits
+    with it, and no task module repeats the numbers.
+    """
+
+    def annotate(self, task) -> dict[str, int] | None:
+        limits = settings.KILN_QUEUE_TIME_LIMITS.get(queue_of(task.name))
+        if limits is None:
+            return None
+        hard, soft = limits
+        return {"time_limit": hard, "soft_time_limit": soft}

@@ -1,0 +1,83 @@
+"""Strict readers for settings taken from the environment.
+
+Each helper takes the environment mapping explicitly, so only `config/settings.py` touches `os.environ`
+and tests can feed any mapping. A value that cannot be read raises `ImproperlyConfigured` naming the
+variable: a typo in a deploy's env file stops start-up instead of silently falling back to a default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+_MISSING = object()
+
+
+def env_str(environ: Mapping[str, str], name: str, default: str | object = _MISSING) -> str:
+    value = environ.get(name)
+    if value is None or value == "":
+        if default is _MISSING:
+            raise ImproperlyConfigured(f"{name} must be set")
+        return str(default)
+    return value
+
+
+def env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    value = environ.get(name, "").strip().lower()
+    if value == "":
+        return default
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, got {environ[name]!r}")
+
+
+def env_int(
+    environ: Mapping[str, str],
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int:
+    raw = environ.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+def env_port(environ: Mapping[str, str], name: str, default: int) -> int:
+    return env_int(environ, name, default, minimum=1, maximum=65535)
+
+
+def env_list(environ: Mapping[str, str], name: str, default: list[str] | object = _MISSING) -> list[str]:
+    """A comma-separated list; blank items are dropped."""
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        if default is _MISSING:
+            raise ImproperlyConfigured(f"{name} must be set (a comma-separated list)")
+        return list(default)  # type: ignore[call-overload]
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_path(environ: Mapping[str, str], name: str, default: Path) -> Path:
+    raw = environ.get(name, "").strip()
+    if raw == "":
+        return default
+    path = Path(raw)
+    if not path.is_absolute():
+        raise ImproperlyConfigured(f"{name} must be an absolute path, got {raw!r}")
+    return path

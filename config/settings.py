@@ -1,0 +1,228 @@
+"""Kiln's settings: one file, every value from the environment with a documented default.
+
+The defaults run Kiln on a laptop with nothing set (`make run`): SQLite and an embedded Redis on a unix
+socket, both under `var/`. Production sets DEBUG=false, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL and
+REDIS_URL; every variable is listed with its default in the README and in `deploy/env.example`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import zoneinfo
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
+
+from config.env import env_bool, env_int, env_list, env_path, env_port, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+_env = os.environ
+
+# --- Core -----------------------------------------------------------------------------------------
+DEBUG = env_bool(_env, "DEBUG", True)
+
+if DEBUG:
+    # Good enough for a laptop, never for a server: with DEBUG off SECRET_KEY has no default.
+    SECRET_KEY = env_str(_env, "SECRET_KEY", "django-insecure-kiln-development-only")
+    ALLOWED_HOSTS = env_list(_env, "ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+else:
+    SECRET_KEY = env_str(_env, "SECRET_KEY")
+    ALLOWED_HOSTS = env_list(_env, "ALLOWED_HOSTS")
+
+TIME_ZONE = env_str(_env, "TIME_ZONE", "UTC")
+if TIME_ZONE not in zoneinfo.available_timezones():
+    raise ImproperlyConfigured(
+        f"TIME_ZONE must be an IANA time zone such as Europe/Berlin, got {TIME_ZONE!r}"
+    )
+USE_TZ = True
+LANGUAGE_CODE = "en-us"
+USE_I18N = True
+
+# Everything Kiln writes at run time lives under one directory (never in the repository in production).
+KILN_VAR_DIR = env_path(_env, "KILN_VAR_DIR", BASE_DIR / "var")
+KILN_LOG_DIR = env_path(_env, "KILN_LOG_DIR", KILN_VAR_DIR / "log")
+KILN_RUN_DIR = KILN_VAR_DIR / "run"
+
+# --- Processes (read by supervisord through `manage.py kiln run`, and by deploy/env.example) ------------
+KILN_PORT = env_port(_env, "KILN_PORT", 8000)
+KILN_FLOWER_PORT = env_port(_env, "KILN_FLOWER_PORT", 5555)
+KILN_USER = env_str(_env, "KILN_USER", getpass.getuser())
+KILN_WEB_WORKERS = env_int(_env, "KILN_WEB_WORKERS", 3, minimum=1)
+# The seeds' Horizon setups scale the thumbnail queue between 2 and 10 processes.
+KILN_HIGH_MAX_PROCESSES = env_int(_env, "KILN_HIGH_MAX_PROCESSES", 10, minimum=1)
+KILN_HIGH_MIN_PROCESSES = env_int(
+    _env, "KILN_HIGH_MIN_PROCESSES", 2, minimum=1, maximum=KILN_HIGH_MAX_PROCESSES
+)
+KILN_DEFAULT_CONCURRENCY = env_int(_env, "KILN_DEFAULT_CONCURRENCY", 2, minimum=1)
+
+# --- Database -------------------------------------------------------------------------------------
+_default_database_url = f"sqlite:///{KILN_VAR_DIR / 'db.sqlite3'}"
+try:
+    _database = dj_database_url.parse(
+        env_str(_env, "DATABASE_URL", _default_database_url), conn_max_age=60, conn_health_checks=True
+    )
+except (ValueError, KeyError) as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL cannot be read: {exc}") from None
+if _database["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, workers and beat write one SQLite file at once: WAL lets readers go on during a write,
+    # IMMEDIATE takes the write lock at BEGIN (no deadlock on lock upgrade) and the timeout waits for it
+    # instead of failing with "database is locked".
+    _database["CONN_MAX_AGE"] = 0
+    _database["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: the broker and the result backend -----------------------------------------------------
+KILN_REDIS_SOCKET = KILN_RUN_DIR / "redis.sock"
+# Unset means the embedded redis-server that `make run` starts on a unix socket: no TCP port at all,
+# so it can never collide with a system Redis on 6379.
+KILN_EMBEDDED_REDIS = not _env.get("REDIS_URL")
+REDIS_URL = env_str(_env, "REDIS_URL", f"redis+socket://{KILN_REDIS_SOCKET}")
+if REDIS_URL.split("://", 1)[0] not in {"redis", "rediss", "redis+socket"}:
+    raise ImproperlyConfigured(
+        f"REDIS_URL must start with redis://, rediss:// or redis+socket://, got {REDIS_URL!r}"
+    )
+
+# --- Apps -----------------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "jobs",
+    "purge",
+    "thumbnails",
+    "reports",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "config" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+STATIC_URL = "/static/"
+STATIC_ROOT = env_path(_env, "STATIC_ROOT", KILN_VAR_DIR / "static")
+MEDIA_URL = "/media/"
+MEDIA_ROOT = env_path(_env, "MEDIA_ROOT", KILN_VAR_DIR / "media")
+
+# The admin user `manage.py kiln setup` makes sure exists (a random password is printed if none is given).
+KILN_SUPERUSER_USERNAME = env_str(_env, "DJANGO_SUPERUSER_USERNAME", "admin")
+KILN_SUPERUSER_PASSWORD = _env.get("DJANGO_SUPERUSER_PASSWORD", "")
+KILN_SUPERUSER_EMAIL = env_str(_env, "DJANGO_SUPERUSER_EMAIL", "admin@localhost")
+
+LOG_LEVEL = env_str(_env, "LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}"
+    )
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+}
+
+# --- Celery ---------------------------------------------------------------------------------------
+# Hard/soft time limits per queue, in seconds; `config.celery.QueueTimeLimits` gives every task the
+# limits of the queue its route sends it to. The soft limit leaves the task time to clean up.
+KILN_QUEUE_TIME_LIMITS = {"high": (120, 110), "default": (300, 280)}
+_longest_time_limit = max(hard for hard, _soft in KILN_QUEUE_TIME_LIMITS.values())
+# An unacknowledged message goes back to its queue after this long. It must exceed every time limit,
+# or a long job still running is handed to a second worker. It is also how long a SIGKILLed worker's
+# jobs wait before they are redelivered.
+KILN_VISIBILITY_TIMEOUT = env_int(_env, "KILN_VISIBILITY_TIMEOUT", 3600, minimum=1)
+if KILN_VISIBILITY_TIMEOUT <= _longest_time_limit:
+    raise ImproperlyConfigured(
+        f"KILN_VISIBILITY_TIMEOUT must be above the longest task time limit ({_longest_time_limit} s), "
+        f"got {KILN_VISIBILITY_TIMEOUT}"
+    )
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": KILN_VISIBILITY_TIMEOUT}
+# Same value for the result backend: chords and unacked bookkeeping must agree with the broker.
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": KILN_VISIBILITY_TIMEOUT}
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+CELERY_TASK_QUEUES = (Queue("high", routing_key="high"), Queue("default", routing_key="default"))
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "thumbnails.*": {"queue": "high"},
+    "purge.*": {"queue": "default"},
+}
+CELERY_TASK_ANNOTATIONS = ("config.celery.QueueTimeLimits",)
+
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+
+# At least once: acknowledge after the task ran, give the message back when its process dies, and let
+# each process reserve one message only, so a busy process never sits on jobs an idle one could take.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# On a lost broker connection, running acks_late tasks are cancelled (and redelivered) instead of
+# finishing into an acknowledgement that can no longer be sent.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_TASK_TIME_LIMIT, CELERY_TASK_SOFT_TIME_LIMIT = KILN_QUEUE_TIME_LIMITS["default"]
+
+# Recycle pool processes like the seeds' Horizon workers (max jobs, 256 MB): a leak cannot grow forever.
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = 256 * 1024  # KiB
+
+# Flower sees every task from publish to finish.
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_TASK_TRACK_STARTED = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# Where the home page and `make run` send people for Flower: straight to its port on a laptop, through
+# nginx (behind Django's login) in production.
+KILN_FLOWER_URL = env_str(
+    _env, "KILN_FLOWER_URL", f"http://127.0.0.1:{KILN_FLOWER_PORT}/flower/" if DEBUG else "/flower/"
+)

@@ -1,0 +1,100 @@
+"""`manage.py kiln setup|run|ctl`: set up Kiln and run its whole stack under supervisord."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from jobs import stack
+
+
+class Command(BaseCommand):
+    help = "Set up Kiln (migrate, admin user) and run or control its supervisord stack."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        sub.add_parser("setup", help="Create runtime directories, migrate, make sure an admin user exists.")
+        sub.add_parser("run", help="Start the whole stack under supervisord in the foreground.")
+        ctl = sub.add_parser("ctl", help="Pass a command to the running stack's supervisorctl.")
+        ctl.add_argument(
+            "ctl_args",
+            nargs="*",
+            metavar="ARG",
+            help="supervisorctl arguments, e.g. `status` or `restart kiln:web`",
+        )
+
+    def handle(self, *args, action: str, **options) -> None:
+        {"setup": self.setup, "run": self.run, "ctl": self.ctl}[action](**options)
+
+    def setup(self, **options) -> None:
+        for directory in stack.runtime_directories():
+            directory.mkdir(parents=True, exist_ok=True)
+        call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write("Database migrated.")
+        self.ensure_superuser()
+
+    def ensure_superuser(self) -> None:
+        User = get_user_model()
+        username = settings.KILN_SUPERUSER_USERNAME
+        if User.objects.filter(username=username).exists():
+            # Never touch an existing user's password: setup runs on every `make run`.
+            self.stdout.write(f"Admin user {username!r} exists.")
+            return
+        password = settings.KILN_SUPERUSER_PASSWORD or secrets.token_urlsafe(12)
+        User.objects.create_superuser(username, settings.KILN_SUPERUSER_EMAIL, password)
+        if settings.KILN_SUPERUSER_PASSWORD:
+            self.stdout.write(f"Admin user {username!r} created with DJANGO_SUPERUSER_PASSWORD.")
+        else:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Admin user {username!r} created with password: {password}\n"
+                    "It is shown only this once; change it in the admin."
+                )
+            )
+
+    def run(self, **options) -> None:
+        busy = [
+            f"{name}={port}"
+            for name, port in (
+                ("KILN_PORT", settings.KILN_PORT),
+                ("KILN_FLOWER_PORT", settings.KILN_FLOWER_PORT),
+            )
+            if stack.port_in_use(port)
+        ]
+        if busy:
+            raise CommandError(
+                f"Port already in use: {', '.join(busy)}. Is Kiln already running (`make status`)? "
+                "Otherwise choose free ports with those variables."
+            )
+        for directory in stack.runtime_directories():
+            directory.mkdir(parents=True, exist_ok=True)
+        base = f"http://127.0.0.1:{settings.KILN_PORT}"
+        self.stdout.write(
+            "Starting Kiln under supervisord (Ctrl-C stops everything):\n"
+            f"  site    {base}/\n"
+            f"  admin   {base}/admin/\n"
+            f"  flower  {settings.KILN_FLOWER_URL}\n"
+            f"  logs    {settings.KILN_LOG_DIR}/\n"
+            'In another terminal: `make status`, `make ctl CMD="restart kiln:worker-high"`, `make stop`.'
+        )
+        self.stdout.flush()
+        self.exec_tool("supervisord", ["--nodaemon", "--configuration", str(stack.DEV_CONF)])
+
+    def ctl(self, ctl_args: list[str], **options) -> None:
+        if not (settings.KILN_RUN_DIR / "supervisor.sock").exists():
+            raise CommandError("Kiln is not running here (no supervisor socket): start it with `make run`.")
+        self.exec_tool("supervisorctl", ["--configuration", str(stack.DEV_CONF), *ctl_args])
+
+    def exec_tool(self, name: str, args: list[str]) -> None:
+        """Replace this process with a supervisor tool, so signals and the exit code are the tool's own."""
+        path = shutil.which(name, path=os.path.join(sys.prefix, "bin")) or shutil.which(name)
+        if path is None:
+            raise CommandError(f"{name} not found: install the requirements (`make setup`).")
+        os.execve(path, [path, *args], {**os.environ, **stack.supervisor_environment()})

@@ -1,0 +1,48 @@
+"""The process stack of one Kiln installation: what supervisord needs to run deploy/supervisor/*.conf."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+from django.conf import settings
+
+DEV_CONF = settings.BASE_DIR / "deploy" / "supervisor" / "dev.conf"
+PROGRAMS = ("redis", "web", "worker-high", "worker-default", "beat", "flower")
+
+
+def supervisor_environment() -> dict[str, str]:
+    """The variables kiln.conf and dev.conf expand, taken from Kiln's settings (so their defaults too)."""
+    return {
+        "KILN_HOME": str(settings.BASE_DIR),
+        # The virtualenv running this command is the one the programs run in.
+        "KILN_VENV": sys.prefix,
+        "KILN_USER": settings.KILN_USER,
+        "KILN_VAR_DIR": str(settings.KILN_VAR_DIR),
+        "KILN_LOG_DIR": str(settings.KILN_LOG_DIR),
+        "KILN_RUN_DIR": str(settings.KILN_RUN_DIR),
+        "KILN_PORT": str(settings.KILN_PORT),
+        "KILN_FLOWER_PORT": str(settings.KILN_FLOWER_PORT),
+        "KILN_WEB_WORKERS": str(settings.KILN_WEB_WORKERS),
+        "KILN_HIGH_MIN_PROCESSES": str(settings.KILN_HIGH_MIN_PROCESSES),
+        "KILN_HIGH_MAX_PROCESSES": str(settings.KILN_HIGH_MAX_PROCESSES),
+        "KILN_DEFAULT_CONCURRENCY": str(settings.KILN_DEFAULT_CONCURRENCY),
+        "KILN_EMBEDDED_REDIS": "true" if settings.KILN_EMBEDDED_REDIS else "false",
+        "KILN_REDIS_SOCKET": str(settings.KILN_REDIS_SOCKET),
+    }
+
+
+def runtime_directories() -> list[Path]:
+    return [
+        settings.KILN_VAR_DIR,
+        settings.KILN_LOG_DIR,
+        settings.KILN_RUN_DIR,
+        settings.KILN_VAR_DIR / "redis",
+        settings.MEDIA_ROOT,
+    ]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex((host, port)) == 0

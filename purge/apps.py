@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PurgeConfig(AppConfig):
+    name = "purge"
+    verbose_name = "Purges"

@@ -1,0 +1,215 @@
+"""Real processes for integration tests and benchmarks: a private redis-server and Kiln's Celery pools.
+
+Workers are started with the `command` of their program in deploy/supervisor/kiln.conf, the file that
+ships, expanded the way supervisord expands it. Everything is stopped by the process id it was started
+with; nothing here touches a process it did not start.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import redis
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.prefix) / "bin"
+KILN_CONF = REPO / "deploy" / "supervisor" / "kiln.conf"
+PROBE_TASKS = "tests.support.probe_tasks"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float, what: str, interval: float = 0.05) -> object:
+    """Poll `condition` until it returns something truthy; fail saying what did not happen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def stop_process(process: subprocess.Popen, *, timeout: float = 30.0) -> None:
+    """TERM the process we started, then KILL it and any children it left if it does not exit in time."""
+    if process.poll() is not None:
+        return
+    try:
+        children = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
+                child.kill()
+
+
+@dataclass
+class RedisServer:
+    process: subprocess.Popen
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, db=0, decode_responses=True)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_redis(directory: Path) -> RedisServer:
+    """The virtualenv's redis-server (the one `make run` embeds) on a free loopback port."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = open(directory / "redis.log", "ab")  # noqa: SIM115 - owned by the child for its lifetime
+    process = subprocess.Popen(
+        [
+            str(VENV_BIN / "redis-server"),
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--dir", str(directory),
+            "--save", "",
+            "--appendonly", "no",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    server = RedisServer(process=process, port=port)
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"redis-server exited with {process.returncode}; see {directory / 'redis.log'}"
+            )
+        try:
+            return bool(server.client().ping())
+        except redis.ConnectionError:
+            return False
+
+    wait_for(answers, timeout=10, what=f"redis-server on port {port} to answer PING")
+    return server
+
+
+def program_command(program: str, environ: Mapping[str, str]) -> list[str]:
+    """The argv supervisord would run for `program` of kiln.conf, with `%(ENV_X)s` taken from environ."""
+    parser = configparser.RawConfigParser()
+    parser.read(KILN_CONF)
+    raw = parser.get(f"program:{program}", "command")
+
+    def expand(match: re.Match[str]) -> str:
+        return environ[match.group(1)]
+
+    expanded = re.sub(r"%\(ENV_(\w+)\)s", expand, raw)
+    if re.search(r"%\((?!ENV_)", expanded):
+        raise AssertionError(f"kiln.conf [program:{program}] uses an expansion the tests do not know: {raw}")
+    return shlex.split(expanded.replace("%%", "%"))
+
+
+def stack_environment(var_dir: Path, redis_url: str, **overrides: str) -> dict[str, str]:
+    """The environment of a Kiln process in a test: private var dir, private Redis, kiln.conf variables."""
+    environ = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "KILN_HOME": str(REPO),
+        "KILN_VENV": sys.prefix,
+        "KILN_USER": psutil.Process().username(),
+        "KILN_VAR_DIR": str(var_dir),
+        "KILN_LOG_DIR": str(var_dir / "log"),
+        "KILN_RUN_DIR": str(var_dir / "run"),
+        "KILN_PORT": str(free_port()),
+        "KILN_FLOWER_PORT": str(free_port()),
+        "KILN_WEB_WORKERS": "2",
+        "KILN_HIGH_MIN_PROCESSES": "2",
+        "KILN_HIGH_MAX_PROCESSES": "10",
+        "KILN_DEFAULT_CONCURRENCY": "2",
+        "REDIS_URL": redis_url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    environ.update(overrides)
+    for name in ("KILN_LOG_DIR", "KILN_RUN_DIR"):
+        Path(environ[name]).mkdir(parents=True, exist_ok=True)
+    return environ
+
+
+@dataclass
+class Worker:
+    program: str
+    process: subprocess.Popen
+    log_path: Path
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def celery_process(self) -> psutil.Process:
+        """The Celery main process (for worker-default it is `nice`'s pid: nice execs celery)."""
+        return psutil.Process(self.pid)
+
+    def pool_size(self) -> int:
+        children = self.celery_process().children()
+        return sum(1 for child in children if child.status() != psutil.STATUS_ZOMBIE)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        stop_process(self.process, timeout=timeout)
+
+
+def start_worker(
+    program: str, environ: Mapping[str, str], *extra_args: str, ready_timeout: float = 30
+) -> Worker:
+    """Start one of kiln.conf's worker programs as supervisord would, with the test probe tasks loaded."""
+    argv = [*program_command(program, environ), f"--include={PROBE_TASKS}", *extra_args]
+    log_path = Path(environ["KILN_LOG_DIR"]) / f"{program}-{time.monotonic_ns()}.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+    process = subprocess.Popen(argv, cwd=REPO, env=dict(environ), stdout=log, stderr=subprocess.STDOUT)
+    worker = Worker(program=program, process=process, log_path=log_path, extra_args=list(extra_args))
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"{program} exited with {process.returncode}:\n{worker.log()[-3000:]}")
+        return " ready." in worker.log()
+
+    wait_for(ready, timeout=ready_timeout, what=f"{program} to log that it is ready")
+    return worker
+
+
+@contextlib.contextmanager
+def running_workers(*specs: tuple[str, Mapping[str, str]]) -> Iterator[list[Worker]]:
+    workers: list[Worker] = []
+    try:
+        for program, environ in specs:
+            workers.append(start_worker(program, environ))
+        yield workers
+    finally:
+        for worker in workers:
+            worker.stop()
