@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Probe, empty_broker
+from tests.support.broker import Probe, empty_broker
 from tests.support.processes import RedisServer, Worker, running_workers, stack_environment, wait_for
 
 pytestmark = pytest.mark.processes

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -163,7 +163,6 @@ class Worker:
     program: str
     process: subprocess.Popen
     log_path: Path
-    extra_args: list[str] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -185,14 +184,17 @@ class Worker:
 
 
 def start_worker(
-    program: str, environ: Mapping[str, str], *extra_args: str, ready_timeout: float = 30
+    program: str, environ: Mapping[str, str], command: list[str] | None = None, *, ready_timeout: float = 30
 ) -> Worker:
-    """Start one of kiln.conf's worker programs as supervisord would, with the test probe tasks loaded."""
-    argv = [*program_command(program, environ), f"--include={PROBE_TASKS}", *extra_args]
+    """Start one of kiln.conf's worker programs as supervisord would, with the test probe tasks loaded.
+
+    `command` replaces the program's own command line (a benchmark's baseline worker, say).
+    """
+    argv = [*(command or program_command(program, environ)), f"--include={PROBE_TASKS}"]
     log_path = Path(environ["KILN_LOG_DIR"]) / f"{program}-{time.monotonic_ns()}.log"
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
     process = subprocess.Popen(argv, cwd=REPO, env=dict(environ), stdout=log, stderr=subprocess.STDOUT)
-    worker = Worker(program=program, process=process, log_path=log_path, extra_args=list(extra_args))
+    worker = Worker(program=program, process=process, log_path=log_path)
 
     def ready() -> bool:
         if process.poll() is not None:
@@ -204,11 +206,12 @@ def start_worker(
 
 
 @contextlib.contextmanager
-def running_workers(*specs: tuple[str, Mapping[str, str]]) -> Iterator[list[Worker]]:
+def running_workers(*specs: tuple) -> Iterator[list[Worker]]:
+    """Start workers from `(program, environ)` or `(program, environ, command)` specs; stop them all after."""
     workers: list[Worker] = []
     try:
-        for program, environ in specs:
-            workers.append(start_worker(program, environ))
+        for spec in specs:
+            workers.append(start_worker(*spec))
         yield workers
     finally:
         for worker in workers:
