@@ -44,7 +44,7 @@ USE_I18N = True
 # Everything Kiln writes at run time lives under one directory (never in the repository in production).
 KILN_VAR_DIR = env_path(_env, "KILN_VAR_DIR", BASE_DIR / "var")
 KILN_LOG_DIR = env_path(_env, "KILN_LOG_DIR", KILN_VAR_DIR / "log")
-KILN_RUN_DIR = KILN_VAR_DIR / "run"
+KILN_RUN_DIR = env_path(_env, "KILN_RUN_DIR", KILN_VAR_DIR / "run")
 
 # --- Processes (read by supervisord through `manage.py kiln run`, and by deploy/env.example) ------------
 KILN_PORT = env_port(_env, "KILN_PORT", 8000)
