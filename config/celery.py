@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import resource
 
 from celery import Celery
+from celery.signals import worker_process_init
 from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -33,3 +35,16 @@ class QueueTimeLimits:
             return None
         hard, soft = limits
         return {"time_limit": hard, "soft_time_limit": soft}
+
+
+@worker_process_init.connect
+def limit_pool_process_memory(**kwargs) -> None:
+    """Cap each pool process's data segment (heap and anonymous mappings, RLIMIT_DATA).
+
+    A file that needs more memory than the cap gets a MemoryError inside its own job, which fails that
+    image with a reason; without the cap the kernel's OOM killer would pick a process, maybe the worker.
+    """
+    limit_mb = settings.KILN_WORKER_MEMORY_LIMIT_MB
+    if limit_mb:
+        limit = limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))

@@ -145,6 +145,25 @@ STATIC_ROOT = env_path(_env, "STATIC_ROOT", KILN_VAR_DIR / "static")
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env_path(_env, "MEDIA_ROOT", KILN_VAR_DIR / "media")
 
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "reports:list"
+
+# --- Images ---------------------------------------------------------------------------------------
+# Uploads above this are refused with 413 before anything is stored; nginx's client_max_body_size on
+# the upload locations must agree (`deploy/`).
+KILN_UPLOAD_MAX_MB = env_int(_env, "KILN_UPLOAD_MAX_MB", 25, minimum=1)
+KILN_UPLOAD_MAX_BYTES = KILN_UPLOAD_MAX_MB * 1024 * 1024
+# Checked from the header before decoding: a decompression bomb fails without allocating its pixels.
+KILN_IMAGE_MAX_MEGAPIXELS = env_int(_env, "KILN_IMAGE_MAX_MEGAPIXELS", 50, minimum=1)
+# Address-space cap of each worker pool process: a file that would need more fails as an error (a
+# MemoryError in that job) instead of the kernel's OOM killer taking the whole worker. 0 turns it off.
+KILN_WORKER_MEMORY_LIMIT_MB = env_int(_env, "KILN_WORKER_MEMORY_LIMIT_MB", 2048, minimum=0)
+# Images still pending this long after their last dispatch (broker down at upload, a lost message)
+# are dispatched again by the periodic sweep.
+KILN_PENDING_REDISPATCH_MINUTES = env_int(_env, "KILN_PENDING_REDISPATCH_MINUTES", 10, minimum=1)
+# Transient failures (storage, database) retry after these delays, then the job fails for good.
+KILN_THUMBNAIL_RETRY_DELAYS = (10, 30, 60)
+
 # The admin user `manage.py kiln setup` makes sure exists (a random password is printed if none is given).
 KILN_SUPERUSER_USERNAME = env_str(_env, "DJANGO_SUPERUSER_USERNAME", "admin")
 KILN_SUPERUSER_PASSWORD = _env.get("DJANGO_SUPERUSER_PASSWORD", "")
@@ -180,10 +199,22 @@ if KILN_VISIBILITY_TIMEOUT <= _longest_time_limit:
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": KILN_VISIBILITY_TIMEOUT}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": KILN_VISIBILITY_TIMEOUT,
+    # A publisher (the web app at upload time) gives up on an unreachable broker after ~0.5 s instead
+    # of kombu's default ~6 s: the upload is kept pending and the sweep dispatches it later. Workers
+    # reconnect by their own, unlimited policy (broker_connection_retry).
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 # Same value for the result backend: chords and unacked bookkeeping must agree with the broker.
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": KILN_VISIBILITY_TIMEOUT}
 CELERY_RESULT_EXPIRES = 24 * 3600
+# Kiln's tasks record their outcome in the database (image status, purge runs), not in the result
+# backend: publishing then never waits on a result subscription. A task that needs one opts in.
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 CELERY_TASK_QUEUES = (Queue("high", routing_key="high"), Queue("default", routing_key="default"))

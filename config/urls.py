@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
-from django.urls import path
+from django.urls import include, path, re_path
 from django.views.generic import TemplateView
+from django.views.static import serve
 
 urlpatterns = [
     path(
@@ -14,8 +16,14 @@ urlpatterns = [
         ),
         name="home",
     ),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("reports/", include("reports.urls")),
+    path("api/images/", include("thumbnails.urls")),
     path("admin/", admin.site.urls),
 ]
 
-# In production nginx serves /static/; under `make run` (DEBUG) gunicorn serves them through Django.
-urlpatterns += staticfiles_urlpatterns()
+if settings.DEBUG:
+    # In production nginx serves /static/ and /media/; under `make run` (DEBUG) gunicorn serves them.
+    urlpatterns += staticfiles_urlpatterns()
+    urlpatterns += [re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]

@@ -27,3 +27,10 @@ def probe(broker: RedisServer) -> Iterator[Probe]:
     client = Probe(broker)
     yield client
     client.close()
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    """A private MEDIA_ROOT: default_storage follows the setting (Django resets it on change)."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT

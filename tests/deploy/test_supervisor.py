@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import configparser
 import signal
-import subprocess
-import sys
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from celery import Celery
 from django.conf import settings
 
-from tests.support.processes import KILN_CONF, REPO, free_port, stack_environment, stop_process, wait_for
+from tests.support.processes import KILN_CONF, wait_for
+from tests.support.stack import Stack, http_status, running_stack
 
 WORKERS = ("worker-high", "worker-default")
 KILN_PROGRAMS = ("web", "worker-high", "worker-default", "beat", "flower")
@@ -64,74 +61,18 @@ def test_beat_stops_first_and_flower_listens_on_loopback() -> None:
     assert "--address=127.0.0.1" in conf.get("program:flower", "command").split()
 
 
-def run_manage(environ: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status
-    except OSError:
-        return 0
-
-
 @pytest.fixture
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen, dict[str, str]]]:
-    """`manage.py kiln run` (what `make run` execs) on a private var dir, embedded Redis on its socket."""
-    var_dir = tmp_path_factory.mktemp("sv") / "var"  # short: unix socket paths are limited to 107 bytes
-    environ = stack_environment(var_dir, redis_url="unused", KILN_PORT=str(free_port()))
-    del environ["REDIS_URL"]  # unset means the embedded redis-server, as on a laptop
-    setup = run_manage(environ, "kiln", "setup")
-    assert setup.returncode == 0, setup.stderr
-    assert "Admin user 'admin' created with password:" in setup.stdout
-    log = open(var_dir / "kiln-run.out", "ab")  # noqa: SIM115 - owned by the child
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "kiln", "run"],
-        cwd=REPO,
-        env=environ,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    yield process, environ
-    stop_process(process, timeout=120)
-
-
-def program_states(environ: dict[str, str]) -> dict[str, str]:
-    result = run_manage(environ, "kiln", "ctl", "status")
-    states = {}
-    for line in result.stdout.splitlines():
-        name, state, *_ = line.split()
-        states[name.removeprefix("kiln:")] = state
-    return states
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # A short path: unix socket paths are limited to 107 bytes.
+    with running_stack(tmp_path_factory.mktemp("sv") / "var") as stack:
+        yield stack
 
 
 @pytest.mark.processes
-def test_the_stack_starts_every_program_serves_and_stops_cleanly(
-    stack: tuple[subprocess.Popen, dict[str, str]],
-) -> None:
-    process, environ = stack
-    var_dir = Path(environ["KILN_VAR_DIR"])
-    everything = ("redis", *KILN_PROGRAMS)
-    wait_for(
-        lambda: (
-            all(program_states(environ).get(p) == "RUNNING" for p in everything)
-            if (var_dir / "run" / "supervisor.sock").exists()
-            else False
-        ),
-        timeout=60,
-        interval=0.5,
-        what=f"all six programs RUNNING under supervisord; see {var_dir / 'log'}",
-    )
-    base = f"http://127.0.0.1:{environ['KILN_PORT']}"
-    wait_for(lambda: http_status(f"{base}/") == 200, timeout=30, what="gunicorn to serve the home page")
+def test_the_stack_starts_every_program_serves_and_stops_cleanly(stack: Stack) -> None:
+    assert "Admin user 'admin' created with password:" in stack.setup_output
+    stack.wait_until_running()
+    environ, var_dir, base = stack.environ, stack.var_dir, stack.base_url
     assert http_status(f"{base}/admin/login/") == 200
     assert http_status(f"{base}/static/admin/css/base.css") == 200
     flower = f"http://127.0.0.1:{environ['KILN_FLOWER_PORT']}/flower/"
@@ -150,15 +91,15 @@ def test_the_stack_starts_every_program_serves_and_stops_cleanly(
     )
     client.close()
 
-    stopped = run_manage(environ, "kiln", "ctl", "stop", "kiln:*")
+    stopped = stack.manage("kiln", "ctl", "stop", "kiln:*")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    states = program_states(environ)
+    states = stack.program_states()
     assert {p: states[p] for p in KILN_PROGRAMS} == dict.fromkeys(KILN_PROGRAMS, "STOPPED")
     assert states["redis"] == "RUNNING", "stopping group kiln must leave the broker up"
 
     # Ctrl-C: SIGINT to supervisord (`kiln run` exec'd it, so the pid is the same).
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=120) == 0
+    stack.process.send_signal(signal.SIGINT)
+    assert stack.process.wait(timeout=120) == 0
     supervisord_log = (var_dir / "log" / "supervisord.log").read_text()
     assert "SIGKILL" not in supervisord_log
     assert "stopped: redis (exit status 0)" in supervisord_log

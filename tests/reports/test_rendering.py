@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from django.test import Client
+
+from reports.models import Report, ReportHistoryRecord
+from tests.thumbnails.images import jpeg_bytes
+from thumbnails import services, tasks
+from thumbnails.models import Image
+
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def browser(client: Client) -> Client:
+    client.force_login(get_user_model().objects.create_user("grace", password="pw-for-tests-only"))
+    return client
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list:
+    calls: list = []
+    monkeypatch.setattr(
+        tasks.rendition_generate_task, "apply_async", lambda args, **kw: calls.append(args[0])
+    )
+    return calls
+
+
+def add_image(report: Report, color: tuple[int, int, int]) -> Image:
+    return services.image_create(
+        upload=ContentFile(jpeg_bytes(color=color), name="p.jpg"),
+        original_name="p.jpg",
+        owners={"report": str(report.pk)},
+    )
+
+
+def test_rendering_records_who_looked_and_dispatches_only_images_without_current_renditions(
+    browser: Client, media_root, sent: list
+) -> None:
+    report = Report.objects.create(name="Roof")
+    ready = add_image(report, (10, 10, 10))
+    services.rendition_generate(image_id=ready.pk)
+    never_sent = add_image(report, (20, 20, 20))
+    failed = add_image(report, (30, 30, 30))
+    Image.objects.filter(pk=never_sent.pk).update(dispatched_at=None)
+    Image.objects.filter(pk=failed.pk).update(
+        status=Image.Status.FAILED, error="bad file", dispatched_at=None
+    )
+    sent.clear()
+
+    response = browser.get(f"/reports/{report.pk}/")
+    assert response.status_code == 200
+    assert sent == [never_sent.pk]
+    record = ReportHistoryRecord.objects.get()
+    assert (record.report, record.rendered_by.username) == (report, "grace")
+    html = response.content.decode()
+    assert "processing…" in html
+    assert "bad file" in html
+    assert 'data-status="ready"' in html
+
+
+def test_a_rendition_file_gone_from_storage_is_made_again_on_render(
+    browser: Client, media_root, sent: list
+) -> None:
+    report = Report.objects.create(name="Garden")
+    image = add_image(report, (40, 40, 40))
+    services.rendition_generate(image_id=image.pk)
+    (media_root / image.rendition_map["thumb"].file).unlink()
+    Image.objects.filter(pk=image.pk).update(dispatched_at=None)
+    sent.clear()
+    browser.get(f"/reports/{report.pk}/")
+    assert sent == [image.pk]
+
+
+def test_the_upload_form_takes_several_files_and_says_which_were_refused(
+    browser: Client, media_root, sent
+) -> None:
+    report = Report.objects.create(name="Kitchen")
+    files = [ContentFile(jpeg_bytes(), name="one.jpg"), ContentFile(b"", name="empty.jpg")]
+    response = browser.post(f"/reports/{report.pk}/upload/", {"files": files}, follow=True)
+    assert report.images.count() == 1
+    assert "empty.jpg: the file is empty" in response.content.decode()
+
+
+def test_reports_need_a_login(client: Client) -> None:
+    response = client.get("/reports/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")

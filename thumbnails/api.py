@@ -1,0 +1,83 @@
+"""The JSON API for scripts and the report page: session auth for the browser, Bearer tokens for scripts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.http import HttpRequest, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from thumbnails.models import ApiToken, Image
+from thumbnails.storage import url as storage_url
+
+
+def _token_user(request: HttpRequest):
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return None
+    token = ApiToken.objects.select_related("user").filter(key_hash=ApiToken.hash(header[7:].strip())).first()
+    if token is None or not token.user.is_active:
+        return None
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token.user
+
+
+def api_view(*methods: str) -> Callable:
+    """JSON errors instead of HTML; 401 for anonymous callers; CSRF enforced for browser sessions only
+    (a Bearer token is not sent automatically by a browser, so it cannot be forged cross-site)."""
+
+    def decorator(view: Callable) -> Callable:
+        @csrf_exempt
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs):
+            if request.method not in methods:
+                return JsonResponse({"error": f"method {request.method} not allowed"}, status=405)
+            if "Authorization" in request.headers:
+                user = _token_user(request)
+                if user is None:
+                    return _unauthorized("invalid API token")
+                request.user = user
+            elif not request.user.is_authenticated:
+                return _unauthorized("authentication required: log in, or send Authorization: Bearer <token>")
+            elif request.method not in ("GET", "HEAD"):
+                rejected = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+                if rejected is not None:
+                    return JsonResponse({"error": "CSRF check failed"}, status=403)
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def _unauthorized(message: str) -> JsonResponse:
+    response = JsonResponse({"error": message}, status=401)
+    response["WWW-Authenticate"] = 'Bearer realm="kiln"'
+    return response
+
+
+def image_status(image: Image, request: HttpRequest) -> dict:
+    renditions = {
+        r.name: {
+            "url": request.build_absolute_uri(storage_url(r.file)),
+            "width": r.width,
+            "height": r.height,
+            "bytes": r.byte_size,
+        }
+        for r in image.renditions.all()
+    }
+    return {
+        "id": image.pk,
+        "name": image.original_name,
+        "status": image.status,
+        "error": image.error or None,
+        "width": image.width,
+        "height": image.height,
+        "format": image.format or None,
+        "animated": image.animated,
+        "exif": image.exif,
+        "renditions": renditions if image.status == Image.Status.READY else {},
+    }

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from thumbnails import storage
+
+
+class Image(models.Model):
+    """An uploaded image. Its file and renditions live at content-addressed paths (see services)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        READY = "ready", "ready"
+        FAILED = "failed", "failed"
+
+    original = models.CharField(max_length=300, help_text="storage name of the uploaded file")
+    original_name = models.CharField(max_length=255, help_text="the file name the uploader gave")
+    content_hash = models.CharField(max_length=64, db_index=True)
+    byte_size = models.PositiveBigIntegerField()
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    format = models.CharField(max_length=10, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    animated = models.BooleanField(default=False)
+    exif = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.status})"
+
+    @property
+    def rendition_map(self) -> dict[str, Rendition]:
+        return {rendition.name: rendition for rendition in self.renditions.all()}
+
+
+class Rendition(models.Model):
+    """One generated file of an image: `thumb` (400×400 box) or `preview` (2048 px)."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="renditions")
+    name = models.CharField(max_length=20)
+    spec_key = models.CharField(max_length=60, help_text="changes with the spec or the pipeline version")
+    file = models.CharField(max_length=300, help_text="storage name")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    byte_size = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["image", "name"], name="one_rendition_per_name")]
+        ordering = ["image", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} of image {self.image_id}"
+
+    @property
+    def url(self) -> str:
+        return storage.url(self.file)
+
+
+class ApiToken(models.Model):
+    """A script's credential. Only its SHA-256 is stored; the token itself is shown once, at creation."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=8, help_text="first characters, to tell tokens apart")
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @staticmethod
+    def hash(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user) -> tuple[ApiToken, str]:
+        token = f"kiln_{secrets.token_urlsafe(32)}"
+        return cls.objects.create(user=user, key_hash=cls.hash(token), prefix=token[5:13]), token

@@ -1,0 +1,229 @@
+"""Writes for images and renditions. Decoding happens only in `rendition_generate`, i.e. in workers."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+
+from thumbnails import imaging, storage
+from thumbnails.models import Image, Rendition
+
+logger = logging.getLogger(__name__)
+
+
+class UploadRejected(Exception):
+    """The upload is refused before anything is stored; `reason` is for the uploader."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+# Apps above thumbnails (reports) attach uploaded images to their own objects. They register here
+# instead of thumbnails importing them, so the dependency arrows keep pointing one way.
+ImageOwner = Callable[[Image, str, object], None]
+IMAGE_OWNERS: dict[str, ImageOwner] = {}
+
+
+def image_owner_register(field: str, attach: ImageOwner) -> None:
+    IMAGE_OWNERS[field] = attach
+
+
+def image_create(
+    *, upload, original_name: str, uploaded_by=None, owners: dict[str, str] | None = None
+) -> Image:
+    """Store an upload at its content address and queue its renditions once the transaction commits."""
+    size = upload.size
+    if size == 0:
+        raise UploadRejected("the file is empty")
+    if size > settings.KILN_UPLOAD_MAX_BYTES:
+        raise UploadRejected(
+            f"the file is {size / 1_048_576:.1f} MB; the limit is {settings.KILN_UPLOAD_MAX_MB} MB",
+            status=413,
+        )
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    content_hash = digest.hexdigest()
+    name = storage.original_name(content_hash)
+    if not storage.exists(name):  # an identical upload is stored once
+        upload.seek(0)
+        storage.write_atomic(name, upload.chunks())
+    with transaction.atomic():
+        image = Image.objects.create(
+            original=name,
+            original_name=original_name[:255],
+            content_hash=content_hash,
+            byte_size=size,
+            uploaded_by=uploaded_by,
+        )
+        for field, value in (owners or {}).items():
+            IMAGE_OWNERS[field](image, value, uploaded_by)
+        transaction.on_commit(lambda: image_dispatch(image_id=image.id))
+    return image
+
+
+def image_dispatch(*, image_id: int, force: bool = False) -> bool:
+    """Queue the renditions job. A broker outage is logged, not raised: the image stays pending and the
+    periodic sweep dispatches it again, so an upload never fails because Redis is down."""
+    from thumbnails.tasks import rendition_generate_task
+
+    try:
+        # No publish retries: fail fast and leave the image to the sweep rather than hold a request.
+        rendition_generate_task.apply_async(args=[image_id], kwargs={"force": force}, retry=False)
+    except (OperationalError, OSError) as exc:
+        logger.warning("image %s stays pending: the broker is unreachable (%s)", image_id, exc)
+        return False
+    Image.objects.filter(pk=image_id).update(dispatched_at=timezone.now())
+    return True
+
+
+def expected_spec_keys() -> dict[str, str]:
+    return {spec.name: imaging.spec_key(spec) for spec in imaging.DEFAULT_SPECS}
+
+
+def renditions_current(image: Image, renditions: list[Rendition] | None = None) -> bool:
+    """Every rendition exists, was made by today's spec and pipeline, and its file is in storage."""
+    if renditions is None:
+        renditions = list(image.renditions.all())
+    have = {r.name: r for r in renditions}
+    for name, key in expected_spec_keys().items():
+        rendition = have.get(name)
+        if rendition is None or rendition.spec_key != key or not storage.exists(rendition.file):
+            return False
+    return True
+
+
+def image_needs_dispatch(image: Image, *, now=None) -> bool:
+    """Missing or stale renditions, and no job sent for it recently (a render must not flood the queue)."""
+    if image.status == Image.Status.FAILED:
+        return False  # a permanent failure: an operator regenerates it on purpose
+    if image.status == Image.Status.READY and renditions_current(image, list(image.renditions.all())):
+        return False
+    now = now or timezone.now()
+    recent = now - timedelta(minutes=settings.KILN_PENDING_REDISPATCH_MINUTES)
+    return image.dispatched_at is None or image.dispatched_at < recent
+
+
+def image_mark_failed(*, image_id: int, reason: str) -> None:
+    Image.objects.filter(pk=image_id).update(
+        status=Image.Status.FAILED, error=reason, processed_at=timezone.now()
+    )
+
+
+def rendition_generate(*, image_id: int, force: bool = False) -> str:
+    """Make both renditions of one image; safe to run any number of times. Returns the final status.
+
+    A file that can never become an image fails at once with its reason. Storage and database errors
+    propagate, for the task to retry.
+    """
+    image = Image.objects.filter(pk=image_id).first()
+    if image is None:
+        return "gone"  # deleted after the job was queued
+    if not force and image.status == Image.Status.READY and renditions_current(image):
+        return image.status
+    Image.objects.filter(pk=image_id).update(attempts=F("attempts") + 1)
+    if not force and _copy_from_twin(image):
+        return Image.Status.READY
+
+    with default_storage.open(image.original, "rb") as source:
+        try:
+            result = imaging.render_image(
+                source,
+                max_pixels=settings.KILN_IMAGE_MAX_MEGAPIXELS * 1_000_000,
+                max_bytes=settings.KILN_UPLOAD_MAX_BYTES,
+            )
+        except imaging.ImageRejected as exc:
+            image_mark_failed(image_id=image_id, reason=exc.reason)
+            return Image.Status.FAILED
+        except MemoryError:
+            image_mark_failed(
+                image_id=image_id,
+                reason=f"the image needs more memory than a worker may use "
+                f"({settings.KILN_WORKER_MEMORY_LIMIT_MB} MB)",
+            )
+            return Image.Status.FAILED
+
+    specs = {spec.name: spec for spec in imaging.DEFAULT_SPECS}
+    rows = []
+    for name, rendition in result.renditions.items():
+        key = imaging.spec_key(specs[name])
+        file_name = storage.rendition_name(image.content_hash, key, rendition.extension)
+        storage.write_atomic(file_name, [rendition.data])
+        rows.append((name, key, file_name, rendition.width, rendition.height, len(rendition.data)))
+    _save_result(image, result.facts, rows)
+    return Image.Status.READY
+
+
+def _save_result(image: Image, facts: imaging.ImageFacts, rows: list[tuple]) -> None:
+    with transaction.atomic():
+        for name, key, file_name, width, height, size in rows:
+            Rendition.objects.update_or_create(
+                image=image,
+                name=name,
+                defaults={
+                    "spec_key": key,
+                    "file": file_name,
+                    "width": width,
+                    "height": height,
+                    "byte_size": size,
+                },
+            )
+        Image.objects.filter(pk=image.pk).update(
+            status=Image.Status.READY,
+            error="",
+            format=facts.format,
+            width=facts.width,
+            height=facts.height,
+            animated=facts.animated,
+            exif=facts.exif,
+            processed_at=timezone.now(),
+        )
+
+
+def _copy_from_twin(image: Image) -> bool:
+    """An identical file already processed: reuse its facts and rendition files instead of decoding."""
+    twin = (
+        Image.objects.filter(content_hash=image.content_hash, status=Image.Status.READY)
+        .exclude(pk=image.pk)
+        .prefetch_related("renditions")
+        .first()
+    )
+    if twin is None or not renditions_current(twin):
+        return False
+    facts = imaging.ImageFacts(
+        format=twin.format, width=twin.width, height=twin.height, exif=twin.exif, animated=twin.animated
+    )
+    rows = [(r.name, r.spec_key, r.file, r.width, r.height, r.byte_size) for r in twin.renditions.all()]
+    _save_result(image, facts, rows)
+    return True
+
+
+def image_sweep_pending() -> int:
+    """Dispatch again every image left pending past the redispatch interval; returns how many."""
+    cutoff = timezone.now() - timedelta(minutes=settings.KILN_PENDING_REDISPATCH_MINUTES)
+    stale = Image.objects.filter(status=Image.Status.PENDING, created_at__lt=cutoff).filter(
+        Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff)
+    )
+    dispatched = 0
+    for image_id in stale.values_list("pk", flat=True).iterator():
+        dispatched += image_dispatch(image_id=image_id)
+    return dispatched
+
+
+def images_regenerate(*, image_ids: list[int]) -> int:
+    """Queue images again from scratch (operator's action): failed ones become pending first."""
+    Image.objects.filter(pk__in=image_ids).update(status=Image.Status.PENDING, error="")
+    for image_id in image_ids:
+        transaction.on_commit(lambda image_id=image_id: image_dispatch(image_id=image_id, force=True))
+    return len(image_ids)

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+
+from thumbnails import services
+from thumbnails.api import api_view, image_status
+from thumbnails.models import Image
+
+
+@api_view("POST")
+def image_upload_api(request: HttpRequest) -> JsonResponse:
+    upload = request.FILES.get("file")
+    if upload is None:
+        return JsonResponse({"error": "send the image as a multipart field named 'file'"}, status=400)
+    owners = {field: request.POST[field] for field in services.IMAGE_OWNERS if request.POST.get(field)}
+    try:
+        image = services.image_create(
+            upload=upload, original_name=upload.name, uploaded_by=request.user, owners=owners
+        )
+    except services.UploadRejected as exc:
+        return JsonResponse({"error": exc.reason}, status=exc.status)
+    status_url = request.build_absolute_uri(reverse("thumbnails:image-detail", args=[image.pk]))
+    return JsonResponse({"id": image.pk, "status": image.status, "status_url": status_url}, status=202)
+
+
+@api_view("GET", "HEAD")
+def image_detail_api(request: HttpRequest, pk: int) -> JsonResponse:
+    image = Image.objects.prefetch_related("renditions").filter(pk=pk).first()
+    if image is None:
+        return JsonResponse({"error": f"no image {pk}"}, status=404)
+    return JsonResponse(image_status(image, request))
+
+
+@api_view("GET", "HEAD")
+def image_list_api(request: HttpRequest) -> JsonResponse:
+    """Statuses of several images at once (`?ids=1,2,3`): what the report page polls."""
+    try:
+        ids = [int(part) for part in request.GET.get("ids", "").split(",") if part][:200]
+    except ValueError:
+        return JsonResponse({"error": "ids must be a comma-separated list of integers"}, status=400)
+    images = Image.objects.prefetch_related("renditions").filter(pk__in=ids)
+    return JsonResponse({"images": [image_status(image, request) for image in images]})
+
+
+@csrf_exempt  # api_view enforces CSRF itself, for session callers only
+def images_api(request: HttpRequest) -> JsonResponse:
+    """/api/images/: POST uploads one image, GET returns the statuses of `?ids=`."""
+    return (image_upload_api if request.method == "POST" else image_list_api)(request)
