@@ -6,7 +6,7 @@ MANAGE := $(PY) manage.py
 INSTALLED := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-database lint status ctl stop bench clean
+.PHONY: setup run test test-database lint chromium status ctl stop bench clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Kiln needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -22,8 +22,20 @@ setup: $(INSTALLED)
 run: setup
 	$(MANAGE) kiln run
 
-test: setup lint
+test: setup lint chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The report-page test drives Debian's chromium through chromedriver. As root (CI, a fresh server) it is
+# installed here; otherwise this says what to install.
+chromium:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+		else \
+			echo "make test needs Chromium for the browser test: sudo apt-get install chromium chromium-driver"; \
+			exit 1; \
+		fi; \
+	fi
 
 # The database-heavy tests alone: .ci/run repeats them with DATABASE_URL pointing at PostgreSQL.
 test-database: $(INSTALLED)
@@ -43,8 +55,13 @@ ctl: $(INSTALLED)
 stop: $(INSTALLED)
 	@$(MANAGE) kiln ctl shutdown
 
+# Each benchmark prints its figures side by side and exits 1 when a target is missed; run them all.
 bench: setup
-	$(PY) bench/isolation.py
+	@status=0; \
+	for script in bench/isolation.py bench/thumbnails.py; do \
+		echo "== $$script"; $(PY) $$script || status=1; echo; \
+	done; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

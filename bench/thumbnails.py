@@ -10,6 +10,9 @@ the median of --repeats runs, Kiln and the baseline interleaved so drift hits bo
   thumbnail alone   render_image(specs=(THUMB,)) against the decode floor, open + draft("RGB", (400, 400))
                     + load(): the least any JPEG thumbnailer has to do.               Target: <= 1.3x the floor.
   quality           PSNR of Kiln's delivered thumbnail against the naive one.          Target: >= 35 dB.
+  worker pool       images/s through the real worker-high (kiln.conf's command, a fixed pool of one process
+                    per core, private Redis, SQLite) against the same service function in a
+                    multiprocessing.Pool of the same size.                             Target: >= 0.9.
 
 Ratios are the point: both sides share one machine and one minute, so they hold where absolute times drift.
 Exit code 1 when a target is missed.
@@ -43,6 +46,7 @@ SKETCH_SIZE = (1500, 1000)
 TARGET_SPEEDUP = 4.0
 TARGET_FLOOR_RATIO = 1.3
 TARGET_PSNR_DB = 35.0
+TARGET_POOL_RATIO = 0.9
 
 
 @dataclass(frozen=True)
@@ -234,12 +238,103 @@ def thumbnail_quality(samples: list[Sample], args: argparse.Namespace) -> list[T
     ]
 
 
+def worker_pool_throughput(samples: list[Sample], args: argparse.Namespace) -> list[Target]:
+    """Celery's overhead on real work: the same images through worker-high and through a plain Pool."""
+    import multiprocessing
+    import os
+
+    from tests.support.broker import empty_broker
+    from tests.support.processes import running_workers, stack_environment, start_redis
+
+    processes = os.cpu_count() or 2
+    var_dir = samples[0].path.parent / "pool-var"
+    server = start_redis(var_dir / "redis")
+    try:
+        environ = stack_environment(
+            var_dir,
+            server.url,
+            KILN_HIGH_MIN_PROCESSES=str(processes),
+            KILN_HIGH_MAX_PROCESSES=str(processes),
+        )
+        # This process becomes a Kiln process on the private var dir and Redis (settings load only now).
+        os.environ.update(environ)
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+        from django.db import connections
+
+        from thumbnails import services
+        from thumbnails.models import Image as ImageRow
+
+        call_command("migrate", verbosity=0)
+        ids = [ingest_file(services, sample.path) for _round in range(args.pool_rounds) for sample in samples]
+        empty_broker(server)  # the uploads' own jobs: each run below queues its own
+
+        connections.close_all()  # forked children open their own connections
+        started = time.perf_counter()
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            pool.map(_render_forced, ids, chunksize=1)
+        pool_seconds = time.perf_counter() - started
+
+        with running_workers(("worker-high", environ)):
+            begun = time.perf_counter()
+            mark = django_now()
+            for image_id in ids:
+                services.image_dispatch(image_id=image_id, force=True)
+            while ImageRow.objects.filter(pk__in=ids, processed_at__gte=mark).count() < len(ids):
+                time.sleep(0.02)
+            celery_seconds = time.perf_counter() - begun
+    finally:
+        server.stop()
+    pool_rate, celery_rate = len(ids) / pool_seconds, len(ids) / celery_seconds
+    print_table(
+        ("setup", "processes", "images", "seconds", "images/s"),
+        [
+            ("multiprocessing.Pool", processes, len(ids), f"{pool_seconds:.2f}", f"{pool_rate:.2f}"),
+            ("worker-high (Celery)", processes, len(ids), f"{celery_seconds:.2f}", f"{celery_rate:.2f}"),
+        ],
+    )
+    return [
+        Target(
+            "worker-high throughput over multiprocessing.Pool",
+            celery_rate / pool_rate,
+            TARGET_POOL_RATIO,
+            "",
+            at_least=True,
+        )
+    ]
+
+
+def ingest_file(services, path: Path) -> int:
+    from django.core.files import File
+
+    with path.open("rb") as fp:
+        return services.image_create(upload=File(fp), original_name=path.name).pk
+
+
+def _render_forced(image_id: int) -> str:
+    from thumbnails.services import rendition_generate
+
+    return rendition_generate(image_id=image_id, force=True)
+
+
+def django_now():
+    from django.utils import timezone
+
+    return timezone.now()
+
+
 # Each section prints its own table and returns the targets it judged. A further comparison (a worker pool
 # rendering many images, say) is one more function with the same signature, appended here.
 SECTIONS: list[tuple[str, Section]] = [
     ("Both renditions: Kiln's single decode vs naive Pillow per rendition", both_renditions),
     ("Thumbnail alone: Kiln vs the JPEG decode floor", thumbnail_alone),
     ("Thumbnail quality: Kiln vs naive Pillow (full decode + LANCZOS)", thumbnail_quality),
+    (
+        "Worker pool: worker-high vs multiprocessing.Pool, same processes, same service function",
+        worker_pool_throughput,
+    ),
 ]
 
 
@@ -250,6 +345,12 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=6, help="24 MP JPEGs to generate (default 6)")
     parser.add_argument(
         "--repeats", type=int, default=3, help="runs per image and side; median kept (default 3)"
+    )
+    parser.add_argument(
+        "--pool-rounds",
+        type=int,
+        default=5,
+        help="each image is queued this many times in the pool section (5)",
     )
     args = parser.parse_args()
 

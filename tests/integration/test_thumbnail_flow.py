@@ -5,23 +5,15 @@ from __future__ import annotations
 import io
 import json
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from PIL import Image as PILImage
 
 from tests.support.processes import wait_for
-from tests.support.stack import Stack, multipart, running_stack
+from tests.support.stack import Stack, multipart
 from tests.thumbnails.images import jpeg_bytes
 
 pytestmark = pytest.mark.processes
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("tf") / "var") as stack:
-        stack.wait_until_running()
-        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,103 @@
+"""The report page in headless Chromium (Debian's chromium + chromium-driver) against the running stack."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.integration.conftest import ADMIN_PASSWORD
+from tests.support.stack import Stack
+from tests.thumbnails.images import jpeg_bytes
+
+pytestmark = pytest.mark.processes
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.fail(
+            "the browser test needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,1000",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_a_user_logs_in_uploads_images_and_sees_thumbnails_appear(
+    stack: Stack, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    files = []
+    for n, color in enumerate([(220, 40, 40), (40, 160, 60), (30, 60, 200)]):
+        path = tmp_path / f"photo-{n}.jpg"
+        path.write_bytes(jpeg_bytes(1600, 1200, color))
+        files.append(path)
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("this is not a photograph\n" * 10)
+    files.append(broken)
+
+    browser.get(f"{stack.base_url}/reports/")
+    assert "/accounts/login/" in browser.current_url
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys(ADMIN_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+    browser.find_element(By.NAME, "name").send_keys("Browser test")
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "h2").text == "Browser test")
+
+    browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys("\n".join(str(f) for f in files))
+    browser.find_element(By.CSS_SELECTOR, "form[enctype] button").click()
+    WebDriverWait(browser, 10).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-image-id]")) == 4)
+    # Mark this page: if the tiles change without a reload, the mark is still there at the end.
+    browser.execute_script("window.kilnNoReload = true;")
+
+    WebDriverWait(browser, 60, poll_frequency=0.5).until(
+        lambda d: not d.find_elements(By.CSS_SELECTOR, '[data-status="pending"]')
+    )
+    assert browser.execute_script("return window.kilnNoReload === true;")
+    ready = browser.find_elements(By.CSS_SELECTOR, '[data-status="ready"] img')
+    assert len(ready) == 3
+    WebDriverWait(browser, 10).until(
+        lambda d: all(
+            d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)
+            for img in ready
+        )
+    )
+    assert {browser.execute_script("return arguments[0].naturalWidth", img) for img in ready} == {400}
+    links = [img.find_element(By.XPATH, "..").get_attribute("href") for img in ready]
+    assert all("/media/renditions/" in link for link in links)
+    failed = browser.find_element(By.CSS_SELECTOR, '[data-status="failed"]')
+    assert "broken.jpg" in failed.text
+    assert failed.find_element(By.CLASS_NAME, "reason").text.strip()
+
+    screenshot = tmp_path / "report-page.png"
+    assert browser.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 10_000
