@@ -164,6 +164,11 @@ KILN_PENDING_REDISPATCH_MINUTES = env_int(_env, "KILN_PENDING_REDISPATCH_MINUTES
 # Transient failures (storage, database) retry after these delays, then the job fails for good.
 KILN_THUMBNAIL_RETRY_DELAYS = (10, 30, 60)
 
+# --- Purges -----------------------------------------------------------------------------------------
+# A purge task works this long, then hands the rest of its run to a follow-up task: well inside the
+# `default` queue's 280 s soft limit, so no run is ever killed mid-batch by its time limit.
+KILN_PURGE_TASK_BUDGET_SECONDS = env_int(_env, "KILN_PURGE_TASK_BUDGET_SECONDS", 240, minimum=1, maximum=270)
+
 # The admin user `manage.py kiln setup` makes sure exists (a random password is printed if none is given).
 KILN_SUPERUSER_USERNAME = env_str(_env, "DJANGO_SUPERUSER_USERNAME", "admin")
 KILN_SUPERUSER_PASSWORD = _env.get("DJANGO_SUPERUSER_PASSWORD", "")

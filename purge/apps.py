@@ -1,6 +1,29 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class PurgeConfig(AppConfig):
     name = "purge"
     verbose_name = "Purges"
+
+    def ready(self) -> None:
+        from purge import registry
+
+        registry.register(
+            registry.FileTarget(
+                key="orphan_media",
+                label="Orphaned files under MEDIA_ROOT",
+                prefix="",
+                default_days=1,  # the grace period: an upload in flight is never touched
+            )
+        )
+        post_migrate.connect(install_defaults, sender=self)
+
+
+def install_defaults(sender, **kwargs) -> None:
+    """After every migrate: a policy for each registered target and the nightly beat entry, if missing."""
+    from purge.schedule import nightly_install
+    from purge.services import policies_install
+
+    policies_install()
+    nightly_install()

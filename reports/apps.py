@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models import Q
 
 
 class ReportsConfig(AppConfig):
@@ -6,8 +7,29 @@ class ReportsConfig(AppConfig):
     verbose_name = "Reports"
 
     def ready(self) -> None:
+        from purge import registry
         from reports.services import report_attach_image
         from thumbnails.services import image_owner_register
 
         # Uploads (API `report` field, `thumbnails ingest --report`) can put an image into a report.
         image_owner_register("report", report_attach_image)
+
+        registry.register(
+            registry.RowTarget(
+                key="report_history",
+                label="Report history records",
+                model="reports.ReportHistoryRecord",
+                age_field="rendered_at",
+                default_days=90,
+            )
+        )
+        registry.register(
+            registry.RowTarget(
+                key="print_tasks",
+                label="Completed and failed print tasks",
+                model="reports.PrintTask",
+                age_field="completed_at",
+                default_days=30,
+                only=Q(status__in=["completed", "failed"]),
+            )
+        )

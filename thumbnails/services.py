@@ -56,7 +56,9 @@ def image_create(
         digest.update(chunk)
     content_hash = digest.hexdigest()
     name = storage.original_name(content_hash)
-    if not storage.exists(name):  # an identical upload is stored once
+    if storage.exists(name):  # an identical upload is stored once
+        storage.touch(name)
+    else:
         upload.seek(0)
         storage.write_atomic(name, upload.chunks())
     with transaction.atomic():

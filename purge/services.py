@@ -1,0 +1,207 @@
+"""Purge runs: request them, run them in bounded batches under an expiring per-policy lock, continue them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from purge import batches, registry
+from purge.models import PurgeRun, RetentionPolicy
+
+logger = logging.getLogger(__name__)
+
+# A lock outlives a dead worker by at most this long; a live run extends it with every batch.
+LOCK_SECONDS = 120
+# A continuation that finds its policy locked by another run waits this long before it tries again.
+LOCKED_RETRY_SECONDS = 30
+
+
+class LockLost(Exception):
+    """Another run took the policy's lock (ours expired): stop before removing anything more."""
+
+
+def policies_install() -> int:
+    """One policy per registered target, with the target's defaults; existing policies are left as edited."""
+    created = 0
+    for key, target in registry.TARGETS.items():
+        _policy, was_created = RetentionPolicy.objects.get_or_create(
+            target=key, defaults={"name": target.label, "max_age_days": target.default_days}
+        )
+        created += was_created
+    return created
+
+
+def purge_run_request(
+    *, policy: RetentionPolicy, dry_run: bool, trigger: str, user=None, slot=None
+) -> PurgeRun:
+    """Create a queued run and enqueue it on `default` once the transaction commits."""
+    run = PurgeRun.objects.create(
+        policy=policy, dry_run=dry_run, trigger=trigger, triggered_by=user, slot=slot
+    )
+    transaction.on_commit(lambda: purge_run_enqueue(run_id=run.pk))
+    return run
+
+
+def purge_run_enqueue(*, run_id: int, countdown: float | None = None) -> None:
+    from purge.tasks import purge_run_task
+
+    purge_run_task.apply_async(args=[run_id], countdown=countdown)
+
+
+def purge_nightly(*, today=None) -> list[int]:
+    """Queue tonight's run of every enabled policy, at most once per policy and day.
+
+    The day is the date in TIME_ZONE; the unique (policy, slot) constraint makes a second beat, a restarted
+    beat or a redelivered nightly task create nothing.
+    """
+    slot = today or timezone.localdate()
+    queued = []
+    for policy in RetentionPolicy.objects.filter(enabled=True):
+        try:
+            with transaction.atomic():
+                run = purge_run_request(
+                    policy=policy, dry_run=False, trigger=PurgeRun.Trigger.NIGHTLY, slot=slot
+                )
+        except IntegrityError:
+            logger.info("purge of %s for %s was already queued: not again", policy, slot)
+            continue
+        queued.append(run.pk)
+    return queued
+
+
+def _lock_acquire(policy_id: int, run_id: int) -> bool:
+    now = timezone.now()
+    free = Q(locked_by__isnull=True) | Q(locked_until__lt=now) | Q(locked_by=run_id)
+    taken = RetentionPolicy.objects.filter(free, pk=policy_id).update(
+        locked_by=run_id, locked_until=now + timedelta(seconds=LOCK_SECONDS)
+    )
+    return taken == 1  # 0: another run holds it and its lock has not expired
+
+
+def _lock_extend(policy_id: int, run_id: int) -> None:
+    until = timezone.now() + timedelta(seconds=LOCK_SECONDS)
+    if not RetentionPolicy.objects.filter(pk=policy_id, locked_by=run_id).update(locked_until=until):
+        raise LockLost(f"run #{run_id} lost the lock of policy {policy_id}")
+
+
+def _lock_release(policy_id: int, run_id: int) -> None:
+    RetentionPolicy.objects.filter(pk=policy_id, locked_by=run_id).update(locked_by=None, locked_until=None)
+
+
+def _finish(run_id: int, state: str, error: str = "") -> None:
+    PurgeRun.objects.filter(pk=run_id).update(state=state, error=error, finished_at=timezone.now())
+
+
+def purge_run_execute(*, run_id: int, budget_seconds: float | None = None) -> str:
+    """Work on one run until it is done or its time budget is spent; then continue in a follow-up task.
+
+    Safe to deliver twice: progress (cursor and counts) is committed with each batch, a finished run is
+    left alone, and a second delivery running at once deletes nothing the first did not already count.
+    """
+    budget = settings.KILN_PURGE_TASK_BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    run = PurgeRun.objects.select_related("policy").get(pk=run_id)
+    if run.final:
+        return run.state
+    policy = run.policy
+    target = registry.TARGETS.get(policy.target)
+    if target is None:
+        _finish(run_id, PurgeRun.State.FAILED, f"unknown purge target {policy.target!r}: no app registers it")
+        return PurgeRun.State.FAILED
+
+    if not _lock_acquire(policy.pk, run_id):
+        holder = RetentionPolicy.objects.values_list("locked_by", flat=True).get(pk=policy.pk)
+        if run.state == PurgeRun.State.QUEUED:
+            _finish(
+                run_id, PurgeRun.State.SKIPPED, f"skipped: run #{holder} of this policy was still running"
+            )
+            return PurgeRun.State.SKIPPED
+        purge_run_enqueue(run_id=run_id, countdown=LOCKED_RETRY_SECONDS)  # our own run, half done: wait
+        return "waiting"
+
+    try:
+        return _work(run, target, budget)
+    except (SoftTimeLimitExceeded, LockLost) as exc:
+        # The batch in flight rolled back; everything committed before it stands. Carry on in a new task.
+        logger.warning("purge run #%s interrupted (%s): continuing in a follow-up task", run_id, exc)
+        purge_run_enqueue(run_id=run_id)
+        return "continued"
+    except Exception as exc:
+        _finish(run_id, PurgeRun.State.FAILED, f"{type(exc).__name__}: {exc}")
+        _lock_release(policy.pk, run_id)
+        raise
+
+
+def _work(run: PurgeRun, target: registry.Target, budget: float) -> str:
+    deadline = time.monotonic() + budget
+    policy = run.policy
+    if run.state == PurgeRun.State.QUEUED:
+        run.cutoff = timezone.now() - timedelta(days=policy.max_age_days)
+        run.started_at = timezone.now()
+        PurgeRun.objects.filter(pk=run.pk).update(
+            state=PurgeRun.State.RUNNING, cutoff=run.cutoff, started_at=run.started_at
+        )
+    PurgeRun.objects.filter(pk=run.pk).update(tasks=F("tasks") + 1)
+    cursor = run.cursor
+    while True:
+        with transaction.atomic():
+            batch = _next_batch(target, run, cursor)
+            _lock_extend(policy.pk, run.pk)
+            PurgeRun.objects.filter(pk=run.pk).update(
+                cursor=batch.cursor,
+                examined=F("examined") + batch.examined,
+                removed=F("removed") + batch.removed,
+                removed_bytes=F("removed_bytes") + batch.removed_bytes,
+                batches=F("batches") + (1 if batch.examined else 0),
+            )
+        cursor = batch.cursor
+        if batch.done:
+            _finish(run.pk, PurgeRun.State.DONE)
+            _lock_release(policy.pk, run.pk)
+            return PurgeRun.State.DONE
+        if time.monotonic() > deadline:
+            # Keep the lock (it names this run): the continuation takes it again, nobody slips in between.
+            purge_run_enqueue(run_id=run.pk)
+            return "continued"
+
+
+def _next_batch(target: registry.Target, run: PurgeRun, cursor: str) -> batches.Batch:
+    size = run.policy.batch_size
+    if isinstance(target, registry.RowTarget):
+        return batches.row_batch(target, cutoff=run.cutoff, cursor=cursor, size=size, dry_run=run.dry_run)
+    return batches.file_batch(
+        target,
+        root=Path(settings.MEDIA_ROOT),
+        cutoff=run.cutoff,
+        cursor=cursor,
+        size=size,
+        dry_run=run.dry_run,
+    )
+
+
+def purge_plan(policy: RetentionPolicy) -> batches.Batch:
+    """What a run of `policy` would remove now, counted batch by batch like a dry run, without a run row."""
+    target = registry.TARGETS[policy.target]
+    cutoff = timezone.now() - timedelta(days=policy.max_age_days)
+    fake = PurgeRun(policy=policy, dry_run=True, cutoff=cutoff)
+    examined = removed = removed_bytes = 0
+    cursor = ""
+    while True:
+        batch = _next_batch(target, fake, cursor)
+        examined, removed, removed_bytes = (
+            examined + batch.examined,
+            removed + batch.removed,
+            removed_bytes + batch.removed_bytes,
+        )
+        cursor = batch.cursor
+        if batch.done:
+            return batches.Batch(
+                examined=examined, removed=removed, removed_bytes=removed_bytes, cursor="", done=True
+            )

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.test import Client
+
+from purge import services
+from purge.models import PurgeRun, RetentionPolicy
+
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def enqueued(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    monkeypatch.setattr(services, "purge_run_enqueue", lambda *, run_id, countdown=None: calls.append(run_id))
+    return calls
+
+
+def staff(*codenames: str, username: str = "staff") -> Client:
+    user = get_user_model().objects.create_user(username, password="pw-for-tests-only", is_staff=True)
+    view = ["view_retentionpolicy", "change_retentionpolicy", "view_purgerun"]
+    user.user_permissions.set(Permission.objects.filter(codename__in=[*view, *codenames]))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def post_action(client: Client, action: str) -> None:
+    ids = list(RetentionPolicy.objects.filter(target="report_history").values_list("pk", flat=True))
+    client.post("/admin/purge/retentionpolicy/", {"action": action, "_selected_action": ids})
+
+
+def test_the_policy_list_shows_what_each_policy_purges_and_its_last_run() -> None:
+    page = staff().get("/admin/purge/retentionpolicy/").content.decode()
+    assert "Orphaned files under MEDIA_ROOT" in page
+    assert "never" in page
+
+
+def test_each_action_needs_its_own_permission(enqueued) -> None:
+    nothing = staff()
+    page = nothing.get("/admin/purge/retentionpolicy/").content.decode()
+    assert "run_now" not in page
+    assert "dry_run" not in page
+    post_action(nothing, "run_now")
+    assert not PurgeRun.objects.exists()
+
+    dry_only = staff("dry_run_policy", username="dry")
+    page = dry_only.get("/admin/purge/retentionpolicy/").content.decode()
+    assert 'value="dry_run"' in page
+    assert 'value="run_now"' not in page
+    post_action(dry_only, "run_now")
+    assert not PurgeRun.objects.exists()
+    post_action(dry_only, "dry_run")
+    run = PurgeRun.objects.get()
+    assert (run.dry_run, run.trigger, run.triggered_by.username, run.state) == (
+        True,
+        "admin",
+        "dry",
+        "queued",
+    )
+    assert enqueued == [run.pk]
+
+
+def test_run_now_queues_a_real_run_and_the_run_list_refreshes_while_it_is_active(enqueued) -> None:
+    client = staff("run_policy")
+    post_action(client, "run_now")
+    run = PurgeRun.objects.get()
+    assert run.dry_run is False
+    assert '<meta http-equiv="refresh"' in client.get("/admin/purge/purgerun/").content.decode()
+    PurgeRun.objects.update(state=PurgeRun.State.DONE)
+    assert '<meta http-equiv="refresh"' not in client.get("/admin/purge/purgerun/").content.decode()
+
+
+def test_admin_actions_are_csrf_protected(enqueued) -> None:
+    user = get_user_model().objects.create_superuser("root", "root@localhost", "pw-for-tests-only")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    ids = list(RetentionPolicy.objects.values_list("pk", flat=True))
+    response = client.post("/admin/purge/retentionpolicy/", {"action": "run_now", "_selected_action": ids})
+    assert response.status_code == 403
+    assert not PurgeRun.objects.exists()

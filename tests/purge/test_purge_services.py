@@ -1,0 +1,246 @@
+from __future__ import annotations
+
+import os
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+import time_machine
+from django.db.models.signals import post_delete
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from purge import services
+from purge.models import PurgeRun, RetentionPolicy
+from purge.schedule import NIGHTLY_NAME
+from reports.models import PrintTask, Report, ReportHistoryRecord
+
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def enqueued(monkeypatch) -> list[tuple[int, float | None]]:
+    """Runs handed to the broker (the real publishing is covered by the integration tests)."""
+    calls: list[tuple[int, float | None]] = []
+    monkeypatch.setattr(
+        services, "purge_run_enqueue", lambda *, run_id, countdown=None: calls.append((run_id, countdown))
+    )
+    return calls
+
+
+def policy(target: str, **changes) -> RetentionPolicy:
+    row = RetentionPolicy.objects.get(target=target)
+    for name, value in changes.items():
+        setattr(row, name, value)
+    row.save()
+    return row
+
+
+def history(report: Report, days_ago: float, count: int = 1) -> None:
+    when = timezone.now() - timedelta(days=days_ago)
+    ReportHistoryRecord.objects.bulk_create(
+        [ReportHistoryRecord(report=report, rendered_at=when) for _ in range(count)]
+    )
+
+
+def run_to_the_end(run: PurgeRun, enqueued: list, budget: float = 60) -> PurgeRun:
+    services.purge_run_execute(run_id=run.pk, budget_seconds=budget)
+    while enqueued:  # continuations, as the worker would pick them up
+        run_id, _ = enqueued.pop(0)
+        services.purge_run_execute(run_id=run_id, budget_seconds=budget)
+    run.refresh_from_db()
+    return run
+
+
+def request(target: str, *, dry_run: bool = False, **policy_changes) -> PurgeRun:
+    return services.purge_run_request(
+        policy=policy(target, **policy_changes), dry_run=dry_run, trigger=PurgeRun.Trigger.COMMAND
+    )
+
+
+def test_migrate_installs_one_policy_per_target_and_the_nightly_entry_on_default_at_midnight(
+    settings,
+) -> None:
+    assert set(RetentionPolicy.objects.values_list("target", "max_age_days")) == {
+        ("report_history", 90),
+        ("print_tasks", 30),
+        ("orphan_media", 1),
+        ("stale_renditions", 1),
+    }
+    nightly = PeriodicTask.objects.get(name=NIGHTLY_NAME)
+    assert (nightly.task, nightly.queue, nightly.enabled) == ("purge.tasks.purge_nightly", "default", True)
+    crontab = nightly.crontab
+    assert (crontab.minute, crontab.hour, str(crontab.timezone)) == ("0", "0", settings.TIME_ZONE)
+
+
+def test_installing_again_keeps_what_an_admin_edited() -> None:
+    policy("report_history", max_age_days=7)
+    PeriodicTask.objects.filter(name=NIGHTLY_NAME).update(enabled=False)
+    from purge.apps import install_defaults
+
+    install_defaults(sender=None)
+    assert RetentionPolicy.objects.get(target="report_history").max_age_days == 7
+    assert PeriodicTask.objects.get(name=NIGHTLY_NAME).enabled is False
+
+
+def test_a_run_removes_only_rows_older_than_the_policy_in_small_batches(enqueued) -> None:
+    report = Report.objects.create(name="r")
+    history(report, days_ago=100, count=23)
+    history(report, days_ago=89, count=5)
+    run = run_to_the_end(request("report_history", batch_size=5), enqueued)
+    assert (run.state, run.removed, run.examined, run.batches) == ("done", 23, 23, 5)
+    assert ReportHistoryRecord.objects.count() == 5
+    assert run.started_at <= run.finished_at
+    assert RetentionPolicy.objects.get(target="report_history").locked_by is None
+
+
+def test_a_dry_run_counts_exactly_what_a_real_run_removes_and_removes_nothing(enqueued) -> None:
+    report = Report.objects.create(name="r")
+    history(report, days_ago=120, count=12)
+    history(report, days_ago=10, count=3)
+    dry = run_to_the_end(request("report_history", dry_run=True, batch_size=5), enqueued)
+    assert ReportHistoryRecord.objects.count() == 15
+    real = run_to_the_end(request("report_history", batch_size=5), enqueued)
+    assert dry.removed == real.removed == 12
+
+
+def test_print_tasks_go_only_in_a_final_state_and_after_their_age(enqueued) -> None:
+    report = Report.objects.create(name="r")
+    old = timezone.now() - timedelta(days=40)
+    recent = timezone.now() - timedelta(days=5)
+    final_old = [
+        PrintTask.objects.create(report=report, status=s, completed_at=old) for s in ("completed", "failed")
+    ]
+    kept = [
+        PrintTask.objects.create(report=report, status="completed", completed_at=recent),
+        PrintTask.objects.create(report=report, status="printing", completed_at=old),
+        PrintTask.objects.create(report=report, status="queued"),
+    ]
+    run = run_to_the_end(request("print_tasks"), enqueued)
+    assert run.removed == len(final_old)
+    assert set(PrintTask.objects.values_list("pk", flat=True)) == {task.pk for task in kept}
+
+
+def test_delete_signals_are_still_sent_for_every_row(enqueued) -> None:
+    report = Report.objects.create(name="r")
+    history(report, days_ago=200, count=12)
+    seen: list[int] = []
+
+    def receiver(sender, instance, **kwargs) -> None:
+        seen.append(instance.pk)
+
+    post_delete.connect(receiver, sender=ReportHistoryRecord)
+    try:
+        run = run_to_the_end(request("report_history", batch_size=5), enqueued)
+    finally:
+        post_delete.disconnect(receiver, sender=ReportHistoryRecord)
+    assert run.removed == 12
+    assert len(seen) == 12
+
+
+def test_a_run_out_of_time_continues_in_a_follow_up_task_and_keeps_its_cutoff(enqueued) -> None:
+    report = Report.objects.create(name="r")
+    history(report, days_ago=100, count=10)
+    run = request("report_history", batch_size=2)
+    assert enqueued == [(run.pk, None)], "a request enqueues its run once it commits"
+    enqueued.clear()
+    assert services.purge_run_execute(run_id=run.pk, budget_seconds=0) == "continued"
+    assert enqueued == [(run.pk, None)]
+    enqueued.clear()
+    first = PurgeRun.objects.get(pk=run.pk)
+    assert (first.state, first.removed, first.tasks) == ("running", 2, 1)
+    run = run_to_the_end(run, enqueued, budget=0)
+    assert (run.state, run.removed, run.cutoff) == ("done", 10, first.cutoff)
+    assert run.tasks == 6
+
+
+def test_a_second_run_of_a_locked_policy_says_so_in_its_row(enqueued) -> None:
+    first = request("report_history")
+    RetentionPolicy.objects.filter(target="report_history").update(
+        locked_by=first, locked_until=timezone.now() + timedelta(seconds=60)
+    )
+    second = request("report_history")
+    assert services.purge_run_execute(run_id=second.pk) == "skipped"
+    second.refresh_from_db()
+    assert second.state == "skipped"
+    assert f"run #{first.pk} of this policy was still running" in second.error
+
+
+def test_the_lock_of_a_dead_worker_expires_and_the_next_run_proceeds(enqueued) -> None:
+    dead = request("report_history")
+    RetentionPolicy.objects.filter(target="report_history").update(
+        locked_by=dead, locked_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert run_to_the_end(request("report_history"), enqueued).state == "done"
+
+
+def test_a_redelivered_finished_run_does_nothing(enqueued) -> None:
+    report = Report.objects.create(name="r")
+    history(report, days_ago=100, count=3)
+    run = run_to_the_end(request("report_history"), enqueued)
+    history(report, days_ago=100, count=3)
+    assert services.purge_run_execute(run_id=run.pk) == "done"
+    assert ReportHistoryRecord.objects.count() == 3
+    assert PurgeRun.objects.get(pk=run.pk).removed == 3
+
+
+def test_the_nightly_purge_runs_each_enabled_policy_once_per_day_in_time_zone(settings, enqueued) -> None:
+    settings.TIME_ZONE = "Europe/Berlin"
+    policy("orphan_media", enabled=False)
+    with time_machine.travel("2026-03-01 23:30:00+00:00"):  # already 2 March in Berlin
+        first = services.purge_nightly()
+        again = services.purge_nightly()  # a second beat, or a restarted one
+    assert len(first) == 3
+    assert again == []
+    assert set(PurgeRun.objects.values_list("slot", flat=True)) == {date(2026, 3, 2)}
+    with time_machine.travel("2026-03-02 23:30:00+00:00"):
+        assert len(services.purge_nightly()) == 3
+
+
+# -- files -------------------------------------------------------------------------------------------
+
+
+def make_file(root: Path, name: str, age_days: float) -> Path:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * 100)
+    stamp = time.time() - age_days * 86400
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_orphan_files_go_but_referenced_files_young_files_and_links_stay(
+    media_root: Path, tmp_path: Path, enqueued
+) -> None:
+    from thumbnails.models import Image
+
+    orphan = make_file(media_root, "originals/ab/orphan", age_days=3)
+    young = make_file(media_root, "originals/ab/young", age_days=0.5)
+    used = make_file(media_root, "originals/cd/used", age_days=30)
+    Image.objects.create(
+        original="originals/cd/used", original_name="u.jpg", content_hash="cd" * 32, byte_size=100
+    )
+    outside = make_file(tmp_path / "elsewhere", "precious.txt", age_days=30)
+    (media_root / "link-out").symlink_to(outside)
+    (media_root / "dir-out").symlink_to(outside.parent, target_is_directory=True)
+
+    dry = run_to_the_end(request("orphan_media", dry_run=True, batch_size=2), enqueued)
+    assert (dry.removed, dry.removed_bytes) == (1, 100)
+    assert orphan.exists()
+    run = run_to_the_end(request("orphan_media", batch_size=2), enqueued)
+    assert (run.state, run.removed, run.examined) == ("done", 1, 3)
+    assert not orphan.exists()
+    assert young.exists()
+    assert used.exists()
+    assert outside.exists()
+    assert (media_root / "link-out").is_symlink()
+
+
+def test_stale_renditions_look_only_under_renditions(media_root: Path, enqueued) -> None:
+    stale = make_file(media_root, "renditions/ab/abab/thumb-400.jpg", age_days=5)
+    other = make_file(media_root, "originals/ab/abab", age_days=5)
+    run = run_to_the_end(request("stale_renditions"), enqueued)
+    assert run.removed == 1
+    assert not stale.exists()
+    assert other.exists()
