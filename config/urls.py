@@ -26,4 +26,7 @@ urlpatterns = [
 if settings.DEBUG:
     # In production nginx serves /static/ and /media/; under `make run` (DEBUG) gunicorn serves them.
     urlpatterns += staticfiles_urlpatterns()
-    urlpatterns += [re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]
+    # Renditions only: originals keep their metadata (GPS included) and are never served.
+    urlpatterns += [
+        re_path(r"^media/(?P<path>renditions/.*)$", serve, {"document_root": settings.MEDIA_ROOT})
+    ]

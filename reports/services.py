@@ -9,8 +9,8 @@ from thumbnails.models import Image
 
 def report_resolve(ref: str, user) -> Report:
     """A report by id (it must exist) or by name (created if new): how uploads name their report."""
-    ref = ref.strip()
-    if ref.isdigit():
+    ref = ref.strip().replace("\x00", "")
+    if ref.isascii() and ref.isdecimal():
         report = Report.objects.filter(pk=int(ref)).first()
         if report is None:
             raise thumbnails.UploadRejected(f"no report with id {ref}")
@@ -30,7 +30,7 @@ def report_render(*, report: Report, user) -> list[Image]:
     stale. Never waits for a thumbnail: the page shows placeholders and polls."""
     ReportHistoryRecord.objects.create(report=report, rendered_by=user if user.is_authenticated else None)
     images = list(report.images.prefetch_related("renditions").order_by("reportimage__added_at", "pk"))
-    for image in images:
-        if thumbnails.image_needs_dispatch(image):
-            transaction.on_commit(lambda image_id=image.pk: thumbnails.image_dispatch(image_id=image_id))
+    due = [image.pk for image in images if thumbnails.image_needs_dispatch(image)]
+    if due:
+        transaction.on_commit(lambda: thumbnails.images_dispatch(image_ids=due), robust=True)
     return images

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -42,14 +42,20 @@ def report_upload(request: HttpRequest, pk: int) -> HttpResponse:
     files = request.FILES.getlist("files")
     if not files:
         messages.error(request, "Choose one or more images to upload.")
+    created = []
     for upload in files:
         try:
-            thumbnails.image_create(
+            image = thumbnails.image_create(
                 upload=upload,
                 original_name=upload.name,
                 uploaded_by=request.user,
                 owners={"report": str(report.pk)},
+                dispatch=False,
             )
         except thumbnails.UploadRejected as exc:
             messages.error(request, f"{upload.name}: {exc.reason}")
+        else:
+            created.append(image.pk)
+    if created:
+        transaction.on_commit(lambda: thumbnails.images_dispatch(image_ids=created), robust=True)
     return redirect(report)

@@ -7,6 +7,17 @@ import pytest
 from tests.support.broker import Probe, empty_broker
 from tests.support.processes import RedisServer, start_redis
 
+NO_BROKER = "redis+socket:///nonexistent/kiln-tests-have-no-broker.sock"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_default_broker() -> None:
+    """What this process publishes without naming a broker goes nowhere: never to the embedded Redis of a
+    `make run` stack up in the same checkout (the settings' default). Tests that need a broker pass one."""
+    from config.celery import app
+
+    app.conf.broker_url = NO_BROKER
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:

@@ -35,7 +35,7 @@ def api_view(*methods: str) -> Callable:
         def wrapper(request: HttpRequest, *args, **kwargs):
             if request.method not in methods:
                 return JsonResponse({"error": f"method {request.method} not allowed"}, status=405)
-            if "Authorization" in request.headers:
+            if request.headers.get("Authorization", "").startswith("Bearer "):
                 user = _token_user(request)
                 if user is None:
                     return _unauthorized("invalid API token")

@@ -278,6 +278,7 @@ def _identify(fp: BinaryIO, max_pixels: int) -> ImageFile.ImageFile:
     except UnidentifiedImageError as error:
         raise ImageRejected(_unidentified_reason(head)) from error
     except _CORRUPT as error:
+        _raise_if_io_error(error)
         raise ImageRejected(f"file is truncated or corrupt: {error}") from error
     # Defence in depth, should one of the allowed plugins ever report another format name.
     if _format_name(image) not in ALLOWED_FORMATS:
@@ -350,7 +351,15 @@ def _refusing_corrupt() -> Iterator[None]:
     try:
         yield
     except _CORRUPT as error:
+        _raise_if_io_error(error)
         raise ImageRejected(f"file is truncated or corrupt: {error}") from error
+
+
+def _raise_if_io_error(error: BaseException) -> None:
+    """A read that failed in the operating system (EIO, ESTALE on shared storage, a timeout) carries an errno
+    and is the storage's trouble, for the caller to retry; Pillow's own decoder errors carry none."""
+    if isinstance(error, OSError) and error.errno is not None:
+        raise error
 
 
 # -- colour -----------------------------------------------------------------------------------------------------
@@ -510,7 +519,8 @@ def _text(value: object) -> str | None:
         value = value.decode("utf-8", errors="replace")
     if not isinstance(value, str):
         return None
-    return value.strip("\x00 \t\r\n")[:MAX_EXIF_TEXT] or None
+    # NUL anywhere is dropped, not only at the ends: PostgreSQL's jsonb refuses \u0000 outright.
+    return value.replace("\x00", "").strip(" \t\r\n")[:MAX_EXIF_TEXT] or None
 
 
 def _iso(value: object) -> int | None:

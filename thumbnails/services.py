@@ -19,6 +19,10 @@ from thumbnails.models import Image, Rendition
 
 logger = logging.getLogger(__name__)
 
+# Attempts per image before it is failed for good: the first try and three retries (10, 30, 60 s), and
+# room for two redeliveries after a lost worker. A forced regenerate starts the count again.
+MAX_ATTEMPTS = 6
+
 
 class UploadRejected(Exception):
     """The upload is refused before anything is stored; `reason` is for the uploader."""
@@ -40,9 +44,16 @@ def image_owner_register(field: str, attach: ImageOwner) -> None:
 
 
 def image_create(
-    *, upload, original_name: str, uploaded_by=None, owners: dict[str, str] | None = None
+    *,
+    upload,
+    original_name: str,
+    uploaded_by=None,
+    owners: dict[str, str] | None = None,
+    dispatch: bool = True,
 ) -> Image:
-    """Store an upload at its content address and queue its renditions once the transaction commits."""
+    """Store an upload at its content address and queue its renditions once the transaction commits.
+
+    `dispatch=False` leaves that to a caller that stores many and sends them with `images_dispatch`."""
     size = upload.size
     if size == 0:
         raise UploadRejected("the file is empty")
@@ -71,7 +82,9 @@ def image_create(
         )
         for field, value in (owners or {}).items():
             IMAGE_OWNERS[field](image, value, uploaded_by)
-        transaction.on_commit(lambda: image_dispatch(image_id=image.id))
+        if dispatch:
+            # robust: a broker or database hiccup in the dispatch never turns a committed upload into an error.
+            transaction.on_commit(lambda: image_dispatch(image_id=image.id), robust=True)
     return image
 
 
@@ -88,6 +101,17 @@ def image_dispatch(*, image_id: int, force: bool = False) -> bool:
         return False
     Image.objects.filter(pk=image_id).update(dispatched_at=timezone.now())
     return True
+
+
+def images_dispatch(*, image_ids: list[int]) -> int:
+    """Dispatch several images, stopping at the first broker failure: while Redis is down a report with many
+    pending images, or a many-file upload, pays for one failed connection attempt, not one per image."""
+    sent = 0
+    for image_id in image_ids:
+        if not image_dispatch(image_id=image_id):
+            break
+        sent += 1
+    return sent
 
 
 def expected_spec_keys() -> dict[str, str]:
@@ -118,7 +142,9 @@ def image_needs_dispatch(image: Image, *, now=None) -> bool:
 
 
 def image_mark_failed(*, image_id: int, reason: str) -> None:
-    Image.objects.filter(pk=image_id).update(
+    # Never over a `ready`: another delivery of the same job may have finished it meanwhile. (An operator's
+    # regenerate sets the image back to pending first.)
+    Image.objects.filter(pk=image_id).exclude(status=Image.Status.READY).update(
         status=Image.Status.FAILED, error=reason, processed_at=timezone.now()
     )
 
@@ -135,6 +161,14 @@ def rendition_generate(*, image_id: int, force: bool = False) -> str:
     if not force and image.status == Image.Status.READY and renditions_current(image):
         return image.status
     Image.objects.filter(pk=image_id).update(attempts=F("attempts") + 1)
+    if image.attempts + 1 > MAX_ATTEMPTS:
+        # Retries, redeliveries after a pool process died on this file, sweeps: all end here, so a file that
+        # crashes its process (a decoder fault, the memory cap) is parked instead of looping forever.
+        image_mark_failed(
+            image_id=image_id,
+            reason=f"gave up after {MAX_ATTEMPTS} attempts: processing crashed the worker or timed out",
+        )
+        return Image.Status.FAILED
     if not force and _copy_from_twin(image):
         return Image.Status.READY
 
@@ -225,7 +259,12 @@ def image_sweep_pending() -> int:
 
 def images_regenerate(*, image_ids: list[int]) -> int:
     """Queue images again from scratch (operator's action): failed ones become pending first."""
-    Image.objects.filter(pk__in=image_ids).update(status=Image.Status.PENDING, error="")
-    for image_id in image_ids:
-        transaction.on_commit(lambda image_id=image_id: image_dispatch(image_id=image_id, force=True))
+    Image.objects.filter(pk__in=image_ids).update(status=Image.Status.PENDING, error="", attempts=0)
+    transaction.on_commit(lambda: _dispatch_forced(image_ids), robust=True)
     return len(image_ids)
+
+
+def _dispatch_forced(image_ids: list[int]) -> None:
+    for image_id in image_ids:
+        if not image_dispatch(image_id=image_id, force=True):
+            break  # the broker is down: the sweep sends the rest

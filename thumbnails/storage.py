@@ -44,9 +44,11 @@ def write_atomic(name: str, chunks: Iterable[bytes]) -> None:
                 os.unlink(temporary)
             raise
         return
-    if storage.exists(name):
-        storage.delete(name)
-    storage.save(name, ContentFile(b"".join(chunks)))
+    # Object stores replace a key in one request; the storage must be set to overwrite (S3's
+    # file_overwrite=True, FileSystemStorage's allow_overwrite) or it would pick another name.
+    saved = storage.save(name, ContentFile(b"".join(chunks)))
+    if saved != name:
+        raise OSError(f"storage saved {name!r} as {saved!r}: configure it to overwrite")
 
 
 def exists(name: str) -> bool:

@@ -1,26 +1,38 @@
-"""Thin tasks: ids in, a service call, retry policy. Routed to `high` by `thumbnails.*`."""
+"""Thin tasks: ids in, a service call, retry and failure policy. Routed to `high` by `thumbnails.*`."""
 
 from __future__ import annotations
 
-from celery import shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 
 from thumbnails import services
 
-# Storage and database trouble passes; a corrupt file does not (the service fails it at once).
-TRANSIENT_ERRORS = (OSError, DatabaseError)
+# Storage trouble and a lost database connection pass; a corrupt file (failed by the service at once) and a
+# bad value (DataError, IntegrityError: the same on every attempt) do not.
+TRANSIENT_ERRORS = (OSError, OperationalError, InterfaceError)
 
 
-@shared_task(bind=True, name="thumbnails.tasks.rendition_generate")
+class RenditionTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        # Called by the worker's main process after a hard time limit killed the pool process: without
+        # this the image would stay pending until the sweep sent it again, and again.
+        if isinstance(exc, TimeLimitExceeded) and args:
+            services.image_mark_failed(
+                image_id=args[0], reason=f"processing took longer than the {self.time_limit} s time limit"
+            )
+
+
+@shared_task(bind=True, base=RenditionTask, name="thumbnails.tasks.rendition_generate")
 def rendition_generate_task(self, image_id: int, force: bool = False) -> str:
     delays = settings.KILN_THUMBNAIL_RETRY_DELAYS
     try:
         return services.rendition_generate(image_id=image_id, force=force)
     except SoftTimeLimitExceeded:
-        limit = self.soft_time_limit
-        services.image_mark_failed(image_id=image_id, reason=f"processing took longer than {limit} s")
+        services.image_mark_failed(
+            image_id=image_id, reason=f"processing took longer than {self.soft_time_limit} s"
+        )
         return "failed"
     except TRANSIENT_ERRORS as exc:
         if self.request.retries >= len(delays):
@@ -30,6 +42,11 @@ def rendition_generate_task(self, image_id: int, force: bool = False) -> str:
             )
             raise
         raise self.retry(exc=exc, countdown=delays[self.request.retries], max_retries=len(delays)) from exc
+    except Exception as exc:
+        # A bug or an error nobody classified: fail the image visibly (the job fails too, with its
+        # traceback) instead of leaving it pending for the sweep to send round forever.
+        services.image_mark_failed(image_id=image_id, reason=f"internal error: {type(exc).__name__}: {exc}")
+        raise
 
 
 @shared_task(name="thumbnails.tasks.pending_sweep")

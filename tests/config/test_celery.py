@@ -73,3 +73,8 @@ def test_visibility_timeout_is_the_same_for_broker_and_backend_and_above_every_t
     assert broker_timeout > max(hard for hard, _ in settings.KILN_QUEUE_TIME_LIMITS.values())
     for hard, soft in settings.KILN_QUEUE_TIME_LIMITS.values():
         assert soft < hard
+
+
+def test_tests_in_this_process_publish_to_no_real_broker() -> None:
+    with app.connection_for_write() as connection:
+        assert connection.as_uri().startswith("redis+socket:///nonexistent/")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import urllib.error
 import urllib.request
 
 import pytest
@@ -62,6 +63,12 @@ def test_an_image_uploaded_over_http_is_thumbnailed_by_worker_high_and_served(
         with PILImage.open(io.BytesIO(data)) as served:
             assert served.size == (rendition["width"], rendition["height"])
             assert max(served.size) == box
+
+    # The original keeps its metadata (GPS included): its content address is guessable, it is never served.
+    content_hash = image["renditions"]["thumb"]["url"].split("/renditions/", 1)[1].split("/")[1]
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        request(f"{stack.base_url}/media/originals/{content_hash[:2]}/{content_hash}", token)
+    assert refused.value.code == 404
 
     # The startup banner lists every registered task; a run is logged as "Task <name>[<id>] received".
     received = "Task thumbnails.tasks.rendition_generate["

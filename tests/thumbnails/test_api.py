@@ -104,6 +104,17 @@ def test_a_browser_session_must_send_the_csrf_token_to_upload(user, media_root) 
     browser.force_login(user)
     assert browser.post("/api/images/", {"file": photo()}).status_code == 403
     assert browser.get("/api/images/?ids=1,2").status_code == 200
+    browser.get("/reports/")  # sets the CSRF cookie, as the report page does
+    token = browser.cookies["csrftoken"].value
+    response = browser.post("/api/images/", {"file": photo()}, HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 202
+
+
+def test_a_non_bearer_authorization_header_leaves_the_session_alone(user) -> None:
+    browser = Client()
+    browser.force_login(user)
+    # A staging site behind HTTP basic auth: the browser sends this header with every request.
+    assert browser.get("/api/images/?ids=1", HTTP_AUTHORIZATION="Basic dXNlcjpwdw==").status_code == 200
 
 
 def test_a_failed_image_reports_its_reason(client: Client, token: str, media_root) -> None:

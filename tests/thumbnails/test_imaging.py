@@ -508,3 +508,15 @@ def test_specs_must_be_given_and_have_unique_names() -> None:
         render(corpus.jpeg(), specs=())
     with pytest.raises(ValueError, match="unique"):
         render(corpus.jpeg(), specs=(THUMB, RenditionSpec("thumb", 200)))
+
+
+def test_an_operating_system_read_error_is_left_for_the_caller_to_retry() -> None:
+    import errno
+
+    class FailingDisk(io.BytesIO):
+        def read(self, *args):
+            raise OSError(errno.EIO, "Input/output error")
+
+    with pytest.raises(OSError, match="Input/output error") as caught:
+        render_image(FailingDisk(b"\xff\xd8\xff\xe0"))
+    assert not isinstance(caught.value, ImageRejected)

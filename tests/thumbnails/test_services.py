@@ -169,3 +169,63 @@ def test_regenerating_a_failed_image_makes_it_pending_and_queues_a_forced_job(
     image.refresh_from_db()
     assert (image.status, image.error) == (Image.Status.PENDING, "")
     assert sent == [([image.pk], {"force": True})]
+
+
+def test_a_job_that_keeps_crashing_or_timing_out_is_parked_after_six_attempts(media_root: Path) -> None:
+    image = upload(jpeg_bytes())
+    Image.objects.filter(pk=image.pk).update(attempts=services.MAX_ATTEMPTS)
+    assert services.rendition_generate(image_id=image.pk) == Image.Status.FAILED
+    image.refresh_from_db()
+    assert image.error == "gave up after 6 attempts: processing crashed the worker or timed out"
+    services.images_regenerate(image_ids=[image.pk])
+    assert Image.objects.get(pk=image.pk).attempts == 0, "an operator's regenerate starts the count again"
+
+
+def test_a_late_failure_never_overwrites_a_finished_image(media_root: Path) -> None:
+    image = upload(jpeg_bytes())
+    services.rendition_generate(image_id=image.pk)
+    services.image_mark_failed(image_id=image.pk, reason="a slower copy of the job timed out")
+    assert Image.objects.get(pk=image.pk).status == Image.Status.READY
+
+
+def test_a_forced_run_decodes_again(media_root: Path, monkeypatch) -> None:
+    image = upload(jpeg_bytes())
+    services.rendition_generate(image_id=image.pk)
+    decoded: list[int] = []
+    real = imaging.render_image
+    monkeypatch.setattr(imaging, "render_image", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    services.rendition_generate(image_id=image.pk)
+    assert decoded == []
+    services.rendition_generate(image_id=image.pk, force=True)
+    assert decoded == [1]
+
+
+def test_dispatching_many_stops_at_the_first_broker_failure(media_root: Path, monkeypatch) -> None:
+    from kombu.exceptions import OperationalError
+
+    attempts: list[int] = []
+
+    def broker_down(args, **kwargs):
+        attempts.append(args[0])
+        raise OperationalError("connection refused")
+
+    images = [upload(jpeg_bytes(color=(n, 0, 0)), f"{n}.jpg") for n in range(3)]
+    monkeypatch.setattr(tasks.rendition_generate_task, "apply_async", broker_down)
+    assert services.images_dispatch(image_ids=[i.pk for i in images]) == 0
+    assert attempts == [images[0].pk]
+
+
+def test_exif_text_with_nul_bytes_is_stored_on_every_database(media_root: Path) -> None:
+    import io
+
+    from PIL import Image as PILImage
+
+    exif = PILImage.Exif()
+    exif[0x010F] = "Ca\x00non"  # Make
+    exif[0x0110] = "EOS\x00 R5\x00"  # Model
+    out = io.BytesIO()
+    PILImage.new("RGB", (64, 48), (10, 120, 200)).save(out, "JPEG", exif=exif)
+    image = upload(out.getvalue())
+    assert services.rendition_generate(image_id=image.pk) == Image.Status.READY
+    image.refresh_from_db()
+    assert (image.exif["make"], image.exif["model"]) == ("Canon", "EOS R5")
