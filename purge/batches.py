@@ -27,24 +27,29 @@ def row_batch(
 ) -> Batch:
     """Rows older than `cutoff` (and allowed by the target's filter), by primary key after `cursor`.
 
-    `QuerySet.delete()` on the chosen keys is the right depth for both kinds of model: Django deletes with one
-    `DELETE ... WHERE pk IN (...)` and instantiates nothing when the model has no delete signals or cascades to
-    honour, and collects (sending every signal, cascading) only when it has. Either way at most `size` rows.
+    The batch is a primary-key range, (cursor, boundary], where the boundary is the `size`-th expired key: the
+    database finds it by walking the primary-key index, and the delete is one statement over that index
+    range, with no list of thousands of keys sent back and forth (measured: 3-7x faster than `pk IN (...)`
+    on PostgreSQL, see bench/purge.py). `QuerySet.delete()` is the right depth for both kinds of model: with
+    no delete signals or cascades to honour, Django issues that single DELETE and instantiates nothing; with
+    some, it collects the batch's rows (at most `size`) and sends every signal.
     """
     model = target.model_class()
     expired = model._default_manager.filter(target.only, **{f"{target.age_field}__lt": cutoff})
     page = expired.filter(pk__gt=int(cursor)) if cursor else expired
-    keys = list(page.order_by("pk").values_list("pk", flat=True)[:size])
-    if not keys:
-        return Batch(examined=0, removed=0, removed_bytes=0, cursor=cursor, done=True)
+    boundary = list(page.order_by("pk").values_list("pk", flat=True)[size - 1 : size])
+    batch = page.filter(pk__lte=boundary[0]) if boundary else page  # no boundary: fewer than `size` left
     if dry_run:
-        removed = len(keys)
+        removed = batch.count()
     else:
-        # The conditions again: a row that changed since it was picked (re-queued, say) stays.
-        _total, per_model = expired.filter(pk__in=keys).delete()
+        _total, per_model = batch.delete()
         removed = per_model.get(model._meta.label, 0)
     return Batch(
-        examined=len(keys), removed=removed, removed_bytes=0, cursor=str(keys[-1]), done=len(keys) < size
+        examined=removed,
+        removed=removed,
+        removed_bytes=0,
+        cursor=str(boundary[0]) if boundary else cursor,
+        done=not boundary,
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -152,6 +152,7 @@ def _work(run: PurgeRun, target: registry.Target, budget: float) -> str:
     cursor = run.cursor
     while True:
         with transaction.atomic():
+            _relax_commit_durability()
             batch = _next_batch(target, run, cursor)
             _lock_extend(policy.pk, run.pk)
             PurgeRun.objects.filter(pk=run.pk).update(
@@ -170,6 +171,18 @@ def _work(run: PurgeRun, target: registry.Target, budget: float) -> str:
             # Keep the lock (it names this run): the continuation takes it again, nobody slips in between.
             purge_run_enqueue(run_id=run.pk)
             return "continued"
+
+
+def _relax_commit_durability() -> None:
+    """On PostgreSQL, let this batch's COMMIT return before its WAL reaches the disk.
+
+    Safe here because a batch's deletions and its progress commit together: a crash that loses the last
+    commits loses both, and the run simply does those batches again. It saves a WAL flush per batch, which
+    is most of a small batch's cost on PostgreSQL.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def _next_batch(target: registry.Target, run: PurgeRun, cursor: str) -> batches.Batch:
