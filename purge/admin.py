@@ -79,7 +79,7 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
 class PurgeRunAdmin(admin.ModelAdmin):
     list_display = (
         "id", "policy", "state", "dry_run", "trigger", "triggered_by", "examined", "removed",
-        "batches", "tasks", "duration", "created_at", "error",
+        "batches", "tasks", "took", "created_at", "error",
     )  # fmt: skip
     list_filter = ("state", "dry_run", "trigger", "policy")
     date_hierarchy = "created_at"
@@ -87,6 +87,11 @@ class PurgeRunAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    @admin.display(description="duration")
+    def took(self, run: PurgeRun) -> str:
+        duration = run.duration
+        return "—" if duration is None else f"{duration.total_seconds():.1f} s"
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
