@@ -81,19 +81,24 @@ def test_a_dry_run_then_a_real_run_from_the_shell_on_worker_default(environ, wor
     assert "Task purge.tasks.purge_run[" in worker.log()
 
 
+REQUEST_RUN = (
+    "from purge import services; from purge.models import RetentionPolicy; "
+    "services.purge_run_request(policy=RetentionPolicy.objects.get(target='report_history'), "
+    "dry_run=False, trigger='command')"
+)
+
+
 def test_a_second_run_of_the_same_policy_is_refused_while_the_first_runs(environ, worker: Worker) -> None:
-    seed_history(environ, old=30000, young=0, batch_size=50)
-    # Two requests in one transaction: both messages are published together, to two idle processes.
-    django(
-        environ,
-        "from django.db import transaction\n"
-        "from purge import services\n"
-        "from purge.models import RetentionPolicy\n"
-        "policy = RetentionPolicy.objects.get(target='report_history')\n"
-        "with transaction.atomic():\n"
-        "    for _ in range(2):\n"
-        "        services.purge_run_request(policy=policy, dry_run=False, trigger='command')\n",
+    # Small batches make the first run last seconds: long enough to be certainly running at the second.
+    seed_history(environ, old=30000, young=0, batch_size=10)
+    django(environ, REQUEST_RUN)
+    wait_for(
+        lambda: (r := runs(environ)) and r[0]["state"] == "running" and r[0]["batches"] > 0,
+        timeout=60,
+        interval=0.2,
+        what="the first run to be under way",
     )
+    django(environ, REQUEST_RUN)
     wait_for(
         lambda: all(r["state"] in ("done", "skipped") for r in runs(environ)),
         timeout=120,
@@ -109,12 +114,8 @@ def test_a_second_run_of_the_same_policy_is_refused_while_the_first_runs(environ
 
 
 def test_a_purge_killed_mid_run_finishes_exactly_once_when_delivered_again(environ, worker: Worker) -> None:
-    seed_history(environ, old=30000, young=11, batch_size=50)
-    django(
-        environ,
-        "from purge import services; from purge.models import RetentionPolicy; "
-        "services.purge_run_request(policy=RetentionPolicy.objects.get(target='report_history'), dry_run=False, trigger='command')",
-    )
+    seed_history(environ, old=30000, young=11, batch_size=10)
+    django(environ, REQUEST_RUN)
     wait_for(
         lambda: (r := runs(environ)) and r[0]["batches"] >= 5, timeout=60, interval=0.2, what="a few batches"
     )

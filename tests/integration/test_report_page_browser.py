@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -18,6 +19,8 @@ from tests.thumbnails.images import jpeg_bytes
 
 pytestmark = pytest.mark.processes
 
+# A wait that looks at the page while it navigates can hold an element of the page that just went away.
+RETRY_ON = (NoSuchElementException, StaleElementReferenceException)
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -71,28 +74,28 @@ def test_a_user_logs_in_uploads_images_and_sees_thumbnails_appear(
 
     browser.find_element(By.NAME, "name").send_keys("Browser test")
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(browser, 30).until(
+    WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
         lambda d: d.find_element(By.TAG_NAME, "h2").text == "Browser test",
         message=f"the new report's page did not open; at {browser.current_url}",
     )
 
     browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys("\n".join(str(f) for f in files))
     browser.find_element(By.CSS_SELECTOR, "form[enctype] button").click()
-    WebDriverWait(browser, 30).until(
+    WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
         lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-image-id]")) == 4,
         message="the four uploaded files did not appear as tiles",
     )
     # Mark this page: if the tiles change without a reload, the mark is still there at the end.
     browser.execute_script("window.kilnNoReload = true;")
 
-    WebDriverWait(browser, 90, poll_frequency=0.5).until(
+    WebDriverWait(browser, 90, poll_frequency=0.5, ignored_exceptions=RETRY_ON).until(
         lambda d: not d.find_elements(By.CSS_SELECTOR, '[data-status="pending"]'),
         message="some tiles stayed pending: the page did not pick up the finished images",
     )
     assert browser.execute_script("return window.kilnNoReload === true;")
     ready = browser.find_elements(By.CSS_SELECTOR, '[data-status="ready"] img')
     assert len(ready) == 3
-    WebDriverWait(browser, 30).until(
+    WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
         lambda d: all(
             d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)
             for img in ready
