@@ -40,3 +40,15 @@ def record(self, key: str, published_at: float, sleep: float = 0.0) -> None:
     )
     if sleep:
         time.sleep(sleep)
+
+
+# A test that needs a purge run to be certainly still running (to race a second run against it, or to
+# kill its worker mid-run) slows every deleted report history row in the worker it starts.
+_PURGE_ROW_DELAY = float(os.environ.get("KILN_TEST_PURGE_ROW_DELAY", "0"))
+if _PURGE_ROW_DELAY:
+    from django.db.models.signals import pre_delete
+
+    def _slow_purge(sender, **kwargs) -> None:
+        time.sleep(_PURGE_ROW_DELAY)
+
+    pre_delete.connect(_slow_purge, sender="reports.ReportHistoryRecord", weak=False)
