@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from django.db.models import Max, Min
-
 from purge import registry
 
 
@@ -47,10 +45,11 @@ def row_batch(
     if cursor:
         done_key, end = (int(part) for part in cursor.split(":"))
     else:
-        span = expired.aggregate(low=Min("pk"), high=Max("pk"))
-        if span["low"] is None:
+        # First and last by the primary-key index: an aggregate would read every expired row.
+        low = expired.order_by("pk").values_list("pk", flat=True).first()
+        if low is None:
             return Batch(examined=0, removed=0, removed_bytes=0, cursor=cursor, done=True)
-        done_key, end = span["low"] - 1, span["high"]
+        done_key, end = low - 1, expired.order_by("-pk").values_list("pk", flat=True).first()
     upper = min(done_key + size, end)
     batch = expired.filter(pk__gt=done_key, pk__lte=upper)
     if dry_run:
@@ -59,7 +58,9 @@ def row_batch(
         _total, per_model = batch.delete()
         removed = per_model.get(model._meta.label, 0)
     if upper < end and removed == 0:
-        following = expired.filter(pk__gt=upper, pk__lte=end).aggregate(next=Min("pk"))["next"]
+        following = (
+            expired.filter(pk__gt=upper, pk__lte=end).order_by("pk").values_list("pk", flat=True).first()
+        )
         upper = end if following is None else following - 1
     return Batch(
         examined=removed,
