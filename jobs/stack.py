@@ -9,6 +9,7 @@ from pathlib import Path
 from django.conf import settings
 
 DEV_CONF = settings.BASE_DIR / "deploy" / "supervisor" / "dev.conf"
+# Every program of a `make run` stack, as `supervisorctl status` names them (kiln.conf plus dev.conf).
 PROGRAMS = ("redis", "web", "worker-high", "worker-default", "beat", "flower")
 
 

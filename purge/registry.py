@@ -60,7 +60,3 @@ def referenced(names: list[str]) -> set[str]:
     for provider in FILE_REFERENCES:
         found.update(provider(names))
     return found
-
-
-def target_choices() -> list[tuple[str, str]]:
-    return [(key, target.label) for key, target in sorted(TARGETS.items())]

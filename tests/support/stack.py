@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobs.stack import PROGRAMS
 from tests.support.processes import REPO, stack_environment, stop_process, wait_for
-
-PROGRAMS = ("redis", "web", "worker-high", "worker-default", "beat", "flower")
 
 
 def run_manage(environ: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
