@@ -44,6 +44,11 @@ def runtime_directories() -> list[Path]:
     ]
 
 
+def runtime_directories_create() -> None:
+    for directory in runtime_directories():
+        directory.mkdir(parents=True, exist_ok=True)
+
+
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         return sock.connect_ex((host, port)) == 0

@@ -103,12 +103,13 @@ def image_dispatch(*, image_id: int, force: bool = False) -> bool:
     return True
 
 
-def images_dispatch(*, image_ids: list[int]) -> int:
+def images_dispatch(*, image_ids: list[int], force: bool = False) -> int:
     """Dispatch several images, stopping at the first broker failure: while Redis is down a report with many
-    pending images, or a many-file upload, pays for one failed connection attempt, not one per image."""
+    pending images, a many-file upload or a regenerate pays for one failed connection attempt, not one per
+    image (the sweep sends the rest later)."""
     sent = 0
     for image_id in image_ids:
-        if not image_dispatch(image_id=image_id):
+        if not image_dispatch(image_id=image_id, force=force):
             break
         sent += 1
     return sent
@@ -260,11 +261,5 @@ def image_sweep_pending() -> int:
 def images_regenerate(*, image_ids: list[int]) -> int:
     """Queue images again from scratch (operator's action): failed ones become pending first."""
     Image.objects.filter(pk__in=image_ids).update(status=Image.Status.PENDING, error="", attempts=0)
-    transaction.on_commit(lambda: _dispatch_forced(image_ids), robust=True)
+    transaction.on_commit(lambda: images_dispatch(image_ids=image_ids, force=True), robust=True)
     return len(image_ids)
-
-
-def _dispatch_forced(image_ids: list[int]) -> None:
-    for image_id in image_ids:
-        if not image_dispatch(image_id=image_id, force=True):
-            break  # the broker is down: the sweep sends the rest

@@ -34,8 +34,7 @@ class Command(BaseCommand):
         {"setup": self.setup, "run": self.run, "ctl": self.ctl}[action](**options)
 
     def setup(self, **options) -> None:
-        for directory in stack.runtime_directories():
-            directory.mkdir(parents=True, exist_ok=True)
+        stack.runtime_directories_create()
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Database migrated.")
         self.ensure_superuser()
@@ -73,8 +72,7 @@ class Command(BaseCommand):
                 f"Port already in use: {', '.join(busy)}. Is Kiln already running (`make status`)? "
                 "Otherwise choose free ports with those variables."
             )
-        for directory in stack.runtime_directories():
-            directory.mkdir(parents=True, exist_ok=True)
+        stack.runtime_directories_create()
         base = f"http://127.0.0.1:{settings.KILN_PORT}"
         self.stdout.write(
             "Starting Kiln under supervisord (Ctrl-C stops everything):\n"
