@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Job(models.Model):
+    """One task Kiln published: the memory Flower lacks. Written by `jobs.recording` from Celery's signals."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "queued"
+        STARTED = "started", "started"
+        RETRYING = "retrying", "retrying"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+        # Removed from its queue by `jobs clear` before any worker took it.
+        CLEARED = "cleared", "cleared"
+
+    FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CLEARED)
+
+    task_id = models.CharField(max_length=64, unique=True)
+    task_name = models.CharField(max_length=200, db_index=True)
+    queue = models.CharField(max_length=100, db_index=True)
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    # True when args/kwargs were larger than KILN_JOB_ARGS_MAX_BYTES and were not kept: such a job
+    # cannot be retried from its record.
+    args_truncated = models.BooleanField(default=False)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED, db_index=True)
+    # Orders the events of one task that arrive from different processes (publisher, worker) in any
+    # order: attempt * 10 + the rank of the state. A record only moves forward.
+    progress = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    exception_type = models.CharField(max_length=200, blank=True)
+    exception_message = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    # `jobs retry` publishes a new job and links the two.
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    retried_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["state", "finished_at"], name="jobs_job_state_finished")]
+        permissions = [
+            ("view_dashboard", "Can view the jobs dashboard and Flower"),
+            ("operate_flower", "Can use Flower's state-changing actions"),
+            ("retry_job", "Can retry, forget and flush failed jobs"),
+            ("operate_queues", "Can clear, pause, resume and scale queues"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name}[{self.task_id}]"
+
+    @property
+    def wait_seconds(self) -> float | None:
+        if self.published_at and self.started_at:
+            return max((self.started_at - self.published_at).total_seconds(), 0.0)
+        return None
+
+    @property
+    def run_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return max((self.finished_at - self.started_at).total_seconds(), 0.0)
+        return None
+
+
+class AuditEntry(models.Model):
+    """Who changed what in the queues and when: every state-changing operation writes one."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The person when there is no user: "shell:root" for a management command.
+    actor = models.CharField(max_length=150)
+    action = models.CharField(max_length=50, db_index=True)
+    target = models.CharField(max_length=200, blank=True)
+    count = models.IntegerField(default=0)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "audit log"
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.target} ({self.count})"
+
+
+class Alert(models.Model):
+    """One alert condition (a key such as `wait:high`): firing until it clears, mailed once per cooldown."""
+
+    key = models.CharField(max_length=100, unique=True)
+    message = models.TextField()
+    firing = models.BooleanField(default=False, db_index=True)
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
