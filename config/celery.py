@@ -48,3 +48,10 @@ def limit_pool_process_memory(**kwargs) -> None:
     if limit_mb:
         limit = limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
+# Kiln's worker side (jobs/worker.py): paused queues stay paused across restarts; `manage.py jobs`
+# pauses, resumes, scales and reports through the remote-control commands it registers.
+from jobs.worker import PausedQueues  # noqa: E402 - needs the app above
+
+app.steps["consumer"].add(PausedQueues)

@@ -81,3 +81,30 @@ def env_path(environ: Mapping[str, str], name: str, default: Path) -> Path:
     if not path.is_absolute():
         raise ImproperlyConfigured(f"{name} must be an absolute path, got {raw!r}")
     return path
+
+
+def env_int_map(environ: Mapping[str, str], name: str, default: Mapping[str, int]) -> dict[str, int]:
+    """`key=number` pairs separated by commas (`high=60,default=900`); keys not given keep their default."""
+    raw = environ.get(name, "").strip()
+    values = dict(default)
+    if raw == "":
+        return values
+    for item in raw.split(","):
+        key, sep, number = item.partition("=")
+        key, number = key.strip(), number.strip()
+        if not sep or not key or not number.isdigit():
+            raise ImproperlyConfigured(f"{name} must look like high=60,default=900, got {raw!r}")
+        values[key] = int(number)
+    return values
+
+
+def env_admins(environ: Mapping[str, str], name: str) -> list[tuple[str, str]]:
+    """`Name <address>` or bare addresses, comma-separated, as Django's ADMINS."""
+    admins = []
+    for item in env_list(environ, name, []):
+        display, _, rest = item.partition("<")
+        address = rest.rstrip(">").strip() if rest else display.strip()
+        if "@" not in address:
+            raise ImproperlyConfigured(f"{name} must hold e-mail addresses, got {item!r}")
+        admins.append(((display.strip() if rest else address), address))
+    return admins

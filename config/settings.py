@@ -16,7 +16,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from config.env import env_bool, env_int, env_list, env_path, env_port, env_str
+from config.env import env_admins, env_bool, env_int, env_int_map, env_list, env_path, env_port, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 _env = os.environ
@@ -168,6 +168,46 @@ KILN_THUMBNAIL_RETRY_DELAYS = (10, 30, 60)
 # A purge task works this long, then hands the rest of its run to a follow-up task: well inside the
 # `default` queue's 280 s soft limit, so no run is ever killed mid-batch by its time limit.
 KILN_PURGE_TASK_BUDGET_SECONDS = env_int(_env, "KILN_PURGE_TASK_BUDGET_SECONDS", 240, minimum=1, maximum=270)
+
+# --- Jobs: history, health, alerts, metrics --------------------------------------------------------
+# Every published task gets a row in jobs.Job, written in bulk from Celery's signals (jobs/recording.py).
+KILN_JOB_HISTORY = env_bool(_env, "KILN_JOB_HISTORY", True)
+# Arguments larger than this (as JSON) are not kept; such a job cannot be retried from its record.
+KILN_JOB_ARGS_MAX_BYTES = env_int(_env, "KILN_JOB_ARGS_MAX_BYTES", 16384, minimum=256)
+# How long a queue's oldest job may wait: above the first, the queue is `warning` and an alert is
+# mailed (Horizon's `waits`); above the second it is `critical`. Seconds, per queue.
+KILN_QUEUE_WAITS = env_int_map(_env, "KILN_QUEUE_WAITS", {"high": 60, "default": 900})
+KILN_QUEUE_WAITS_CRITICAL = env_int_map(_env, "KILN_QUEUE_WAITS_CRITICAL", {"high": 300, "default": 3600})
+# The seeds' health indicators: queue size 1000/5000 and failed jobs 10/50 for warning/critical, and a
+# queue whose jobs wait this long with nothing running is `stalled` (its workers may be stopped).
+KILN_HEALTH_DEPTH_WARNING = env_int(_env, "KILN_HEALTH_DEPTH_WARNING", 1000, minimum=1)
+KILN_HEALTH_DEPTH_CRITICAL = env_int(_env, "KILN_HEALTH_DEPTH_CRITICAL", 5000, minimum=1)
+KILN_HEALTH_FAILED_WARNING = env_int(_env, "KILN_HEALTH_FAILED_WARNING", 10, minimum=1)
+KILN_HEALTH_FAILED_CRITICAL = env_int(_env, "KILN_HEALTH_FAILED_CRITICAL", 50, minimum=1)
+KILN_HEALTH_STALLED_SECONDS = env_int(_env, "KILN_HEALTH_STALLED_SECONDS", 30, minimum=1)
+# An alert is mailed to ADMINS (and posted to the webhook) once, then again only after the cooldown
+# while its condition holds.
+KILN_ALERT_COOLDOWN_MINUTES = env_int(_env, "KILN_ALERT_COOLDOWN_MINUTES", 60, minimum=1)
+KILN_ALERT_WEBHOOK_URL = env_str(_env, "KILN_ALERT_WEBHOOK_URL", "")
+ADMINS = env_admins(_env, "KILN_ADMINS")
+# /metrics answers these addresses, or any request carrying `Authorization: Bearer <KILN_METRICS_TOKEN>`.
+KILN_METRICS_TOKEN = env_str(_env, "KILN_METRICS_TOKEN", "")
+KILN_METRICS_ALLOWED_IPS = env_list(_env, "KILN_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+
+# Mail (alerts). With DEBUG on, mails are written as files under KILN_VAR_DIR/mail instead of sent.
+EMAIL_BACKEND = env_str(
+    _env,
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.filebased.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_FILE_PATH = KILN_VAR_DIR / "mail"
+EMAIL_HOST = env_str(_env, "EMAIL_HOST", "localhost")
+EMAIL_PORT = env_port(_env, "EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str(_env, "EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str(_env, "EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool(_env, "EMAIL_USE_TLS", False)
+SERVER_EMAIL = env_str(_env, "SERVER_EMAIL", "kiln@localhost")
+EMAIL_SUBJECT_PREFIX = "[Kiln] "
 
 # The admin user `manage.py kiln setup` makes sure exists (a random password is printed if none is given).
 KILN_SUPERUSER_USERNAME = env_str(_env, "DJANGO_SUPERUSER_USERNAME", "admin")

@@ -19,6 +19,16 @@ def no_default_broker() -> None:
     app.conf.broker_url = NO_BROKER
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_job_history_in_the_test_process() -> None:
+    """The test process is not one of Kiln's processes: what it publishes is recorded by the workers that
+    run it (their own databases), not here, where most tests have no database at all. Tests of the
+    recording connect it themselves."""
+    from jobs import signals
+
+    signals.disconnect()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A private redis-server on a free port for the whole run; each test starts from an empty db."""

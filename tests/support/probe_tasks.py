@@ -42,6 +42,22 @@ def record(self, key: str, published_at: float, sleep: float = 0.0) -> None:
         time.sleep(sleep)
 
 
+FAULT_KEY = "probe:fault"
+
+
+@shared_task(name="probe.fail")
+def fail(key: str, message: str = "boom") -> None:
+    raise ValueError(f"{message} ({key})")
+
+
+@shared_task(name="probe.flaky")
+def flaky(key: str) -> None:
+    """Fails while the test has a fault switched on (FAULT_KEY set), records like probe.record after."""
+    if _redis().get(FAULT_KEY):
+        raise RuntimeError(f"fault injected ({key})")
+    _redis().rpush(RECORDS_KEY, json.dumps({"key": key, "pid": os.getpid()}))
+
+
 # A test that needs a purge run to be certainly still running (to race a second run against it, or to
 # kill its worker mid-run) slows every deleted report history row in the worker it starts.
 _PURGE_ROW_DELAY = float(os.environ.get("KILN_TEST_PURGE_ROW_DELAY", "0"))

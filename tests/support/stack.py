@@ -26,6 +26,14 @@ def run_manage(environ: dict[str, str], *args: str, timeout: float = 120) -> sub
     )
 
 
+def migrated_environ(var_dir: Path, redis_url: str, **overrides: str) -> dict[str, str]:
+    """stack_environment with its private SQLite database migrated (workers write job history to it)."""
+    environ = stack_environment(var_dir, redis_url, **overrides)
+    result = run_manage(environ, "migrate", "--verbosity=0")
+    assert result.returncode == 0, result.stderr
+    return environ
+
+
 def http_status(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:

@@ -1,0 +1,131 @@
+"""What Kiln reads and changes in the Redis broker directly: queue depth and oldest wait, clearing a queue,
+the set of paused queues.
+
+kombu's Redis transport keeps a queue as Redis lists: `<queue>` for priority 0 and `<queue>\\x06\\x16<n>` for
+the other priority steps. Messages are LPUSHed and taken from the right, so the oldest is at index -1.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from celery import current_app
+from kombu.transport.redis import PRIORITY_STEPS
+
+from jobs.recording import PUBLISHED_HEADER
+
+PAUSED_KEY = "kiln:paused-queues"
+# kombu's separator between a queue's name and its priority step.
+PRIORITY_SEPARATOR = "\x06\x16"
+
+
+class BrokerUnavailable(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class QueueState:
+    name: str
+    depth: int
+    oldest_published_at: float | None  # epoch seconds, from the message header Kiln stamps
+
+    def oldest_wait(self, at: float) -> float | None:
+        if self.oldest_published_at is None:
+            return None
+        return max(at - self.oldest_published_at, 0.0)
+
+
+@contextmanager
+def redis_client() -> Iterator[Any]:
+    """The Redis client of the broker connection (any of redis://, rediss://, redis+socket://)."""
+    app = current_app
+    with app.connection_for_write() as connection:
+        try:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
+            yield connection.default_channel.client
+        except connection.connection_errors as error:
+            raise BrokerUnavailable(str(error)) from error
+
+
+def queue_keys(queue: str) -> list[str]:
+    steps = current_app.conf.broker_transport_options.get("priority_steps", PRIORITY_STEPS)
+    return [queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}" for step in steps]
+
+
+def _published_at(raw: bytes | str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw).get("headers", {}).get(PUBLISHED_HEADER)
+    except (ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def queue_states(queues: list[str]) -> list[QueueState]:
+    with redis_client() as client:
+        pipe = client.pipeline(transaction=False)
+        for queue in queues:
+            for key in queue_keys(queue):
+                pipe.llen(key)
+                pipe.lindex(key, -1)
+        replies = pipe.execute()
+    states = []
+    per_queue = len(queue_keys(queues[0])) * 2 if queues else 0
+    for index, queue in enumerate(queues):
+        chunk = replies[index * per_queue : (index + 1) * per_queue]
+        depth = sum(chunk[0::2])
+        oldest = [stamp for stamp in map(_published_at, chunk[1::2]) if stamp is not None]
+        states.append(QueueState(queue, depth, min(oldest) if oldest else None))
+    return states
+
+
+def ping() -> bool:
+    try:
+        with redis_client() as client:
+            return bool(client.ping())
+    except BrokerUnavailable:
+        return False
+
+
+def queue_clear(queue: str) -> list[str]:
+    """Drop every waiting message of one queue, atomically; returns the task ids that were dropped."""
+    keys = queue_keys(queue)
+    with redis_client() as client:
+        pipe = client.pipeline(transaction=True)
+        for key in keys:
+            pipe.lrange(key, 0, -1)
+        for key in keys:
+            pipe.delete(key)
+        replies = pipe.execute()
+    task_ids = []
+    for raw in (message for messages in replies[: len(keys)] for message in messages):
+        try:
+            task_id = json.loads(raw).get("headers", {}).get("id")
+        except (ValueError, AttributeError):
+            continue
+        if task_id:
+            task_ids.append(task_id)
+    return task_ids
+
+
+def paused_queues() -> set[str]:
+    with redis_client() as client:
+        return {name.decode() if isinstance(name, bytes) else name for name in client.smembers(PAUSED_KEY)}
+
+
+def queue_mark_paused(queue: str, paused: bool) -> None:
+    with redis_client() as client:
+        if paused:
+            client.sadd(PAUSED_KEY, queue)
+        else:
+            client.srem(PAUSED_KEY, queue)
+
+
+def now() -> float:
+    return time.time()

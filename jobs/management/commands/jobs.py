@@ -1,0 +1,243 @@
+"""`manage.py jobs …`: Horizon's verbs on Celery, for operators and monitors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from jobs import broker, selectors, services
+from jobs.models import Job
+
+
+def _wait(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+class Command(BaseCommand):
+    help = "Queues, workers and job history: status, health, failed jobs and the operator's verbs."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        status = sub.add_parser("status", help="Broker, queues, workers per pool, failed jobs, throughput.")
+        status.add_argument("--json", action="store_true")
+
+        health = sub.add_parser("health", help="healthy / warning / critical, per queue and overall.")
+        health.add_argument("--json", action="store_true")
+        health.add_argument(
+            "--exit-code",
+            action="store_true",
+            help="exit 1 on warning, 2 on critical (for cron and monitors)",
+        )
+
+        failed = sub.add_parser("failed", help="Failed jobs not yet retried or forgotten.")
+        self._job_filters(failed)
+        failed.add_argument("--limit", type=int, default=50)
+        failed.add_argument("--traceback", action="store_true", help="print each traceback")
+
+        retry = sub.add_parser("retry", help="Publish failed jobs again, with their arguments and queue.")
+        retry.add_argument("ids", nargs="*", type=int, metavar="ID")
+        retry.add_argument("--all", action="store_true", help="every failed job")
+        self._job_filters(retry)
+
+        forget = sub.add_parser("forget", help="Delete failed jobs' records.")
+        forget.add_argument("ids", nargs="+", type=int, metavar="ID")
+
+        flush = sub.add_parser("flush", help="Delete every failed job's record (or the older ones).")
+        flush.add_argument("--older-than", metavar="DURATION", help="e.g. 7d, 12h")
+
+        clear = sub.add_parser("clear", help="Drop every job waiting in one queue.")
+        clear.add_argument("queue")
+        clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+        for verb, text in (
+            ("pause", "The pools stop taking jobs from a queue."),
+            ("resume", "They take them again."),
+        ):
+            sub.add_parser(verb, help=text).add_argument("queue")
+
+        scale = sub.add_parser("scale", help="Grow or shrink a running pool (until it restarts).")
+        scale.add_argument("pool", help="high or default (the part of the worker's name before @)")
+        scale.add_argument("processes", type=int)
+        scale.add_argument("--min", type=int, dest="minimum", help="autoscaled pools: the new floor")
+
+    @staticmethod
+    def _job_filters(parser: CommandParser) -> None:
+        parser.add_argument("--queue")
+        parser.add_argument("--task", help="task name, e.g. thumbnails.generate")
+        parser.add_argument("--error", help="text in the exception type or message")
+        parser.add_argument("--since", metavar="DURATION", help="failed within, e.g. 30m, 2h, 7d")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        try:
+            getattr(self, action)(**options)
+        except services.OperationRefused as error:
+            raise CommandError(str(error)) from error
+        except broker.BrokerUnavailable as error:
+            raise CommandError(f"the broker cannot be reached: {error}") from error
+
+    # --- reads ----------------------------------------------------------------------------------------
+    def status(self, json: bool = False, **options: Any) -> None:
+        snap = selectors.snapshot()
+        if json:
+            self.stdout.write(_dumps(selectors.snapshot_as_dict(snap)))
+            return
+        write = self.stdout.write
+        write(f"broker      {'reachable' if snap.broker_ok else 'UNREACHABLE'}")
+        write(f"health      {snap.health.level}")
+        write(f"failed      {snap.failed}")
+        write("")
+        write(
+            f"{'queue':<10} {'waiting':>8} {'oldest':>7} {'running':>8} {'workers':>8} {'1 min':>6} {'1 hour':>7}  state"
+        )
+        for queue, result in zip(snap.queues, snap.health.queues, strict=True):
+            depth = "?" if queue.depth is None else str(queue.depth)
+            write(
+                f"{queue.name:<10} {depth:>8} {_wait(queue.oldest_wait):>7} {queue.running:>8} "
+                f"{queue.workers:>8} {queue.finished_minute:>6} {queue.finished_hour:>7}  "
+                f"{result.worker_status}{' (paused)' if queue.paused and result.worker_status != 'paused' else ''}"
+            )
+        write("")
+        if not snap.workers:
+            write("workers     none answered")
+        for pool, workers in sorted(snap.pools.items()):
+            for worker in workers:
+                scale = (
+                    f" (autoscale {worker.autoscale[1]}-{worker.autoscale[0]})" if worker.autoscale else ""
+                )
+                write(
+                    f"pool {pool:<7} {worker.hostname}: {worker.processes} processes{scale}, "
+                    f"consuming {', '.join(worker.consuming) or 'nothing'}"
+                )
+
+    def health(self, json: bool = False, exit_code: bool = False, **options: Any) -> None:
+        snap = selectors.snapshot()
+        result = snap.health
+        if json:
+            self.stdout.write(_dumps(selectors.snapshot_as_dict(snap)))
+        else:
+            self.stdout.write(f"system: {result.level}")
+            for queue in result.queues:
+                reasons = f" - {'; '.join(queue.reasons)}" if queue.reasons else ""
+                self.stdout.write(f"  {queue.name}: {queue.level}, {queue.worker_status}{reasons}")
+            if not result.broker_ok:
+                self.stdout.write("  broker: unreachable")
+            if result.failed:
+                self.stdout.write(f"  failed jobs: {result.failed}")
+        if exit_code and not result.healthy:
+            sys.exit(2 if result.level == "critical" else 1)
+
+    def failed(self, limit: int, traceback: bool, **options: Any) -> None:
+        jobs = self._filtered(**options)[:limit]
+        for job in jobs:
+            when = (
+                timezone.localtime(job.finished_at).strftime("%Y-%m-%d %H:%M:%S") if job.finished_at else "-"
+            )
+            self.stdout.write(
+                f"{job.id:>8}  {when}  {job.queue:<8} {job.task_name}  attempts={job.attempts}  "
+                f"{job.exception_type}: {job.exception_message.splitlines()[0] if job.exception_message else ''}"
+            )
+            if traceback and job.traceback:
+                self.stdout.write(job.traceback)
+        if not jobs:
+            self.stdout.write("no failed jobs")
+
+    # --- writes ---------------------------------------------------------------------------------------
+    def retry(self, ids: list[int], all: bool, **options: Any) -> None:
+        filters = {key: options.get(key) for key in ("queue", "task", "error", "since")}
+        if not ids and not all and not any(filters.values()):
+            raise CommandError("name jobs to retry: IDs, --all, --queue, --task, --error or --since")
+        jobs = self._filtered(**filters)
+        if ids:
+            jobs = jobs.filter(id__in=ids)
+        description = (
+            " ".join(
+                [*(str(i) for i in ids), *(f"--{key}={value}" for key, value in filters.items() if value)]
+            )
+            or "--all"
+        )
+        result = services.jobs_retry(jobs=jobs, description=description)
+        for old, new in result.retried:
+            self.stdout.write(f"retried job {old} as {new}")
+        for job_id, reason in result.refused:
+            self.stderr.write(f"job {job_id} not retried: {reason}")
+        self.stdout.write(f"{len(result.retried)} retried, {len(result.refused)} refused")
+        if result.refused:
+            sys.exit(1)
+
+    def forget(self, ids: list[int], **options: Any) -> None:
+        count = services.jobs_forget(jobs=Job.objects.filter(id__in=ids), description=" ".join(map(str, ids)))
+        self.stdout.write(f"{count} failed job(s) forgotten")
+
+    def flush(self, older_than: str | None, **options: Any) -> None:
+        age = services.duration_parse(older_than) if older_than else None
+        self.stdout.write(f"{services.jobs_flush(older_than=age)} failed job(s) flushed")
+
+    def clear(self, queue: str, yes: bool, **options: Any) -> None:
+        services.queue_check(queue)
+        if not yes:
+            depth = broker.queue_states([queue])[0].depth
+            answer = input(f"Drop all {depth} jobs waiting in {queue!r}? Type the queue's name to confirm: ")
+            if answer.strip() != queue:
+                raise CommandError("not confirmed; nothing dropped")
+        self.stdout.write(f"{services.queue_clear(queue=queue)} job(s) dropped from {queue}")
+
+    def pause(self, queue: str, **options: Any) -> None:
+        replies = services.queue_pause(queue=queue)
+        self.stdout.write(f"{queue} paused ({_replies(replies)})")
+
+    def resume(self, queue: str, **options: Any) -> None:
+        replies = services.queue_resume(queue=queue)
+        self.stdout.write(f"{queue} resumed ({_replies(replies)})")
+
+    def scale(self, pool: str, processes: int, minimum: int | None, **options: Any) -> None:
+        replies = services.pool_scale(pool=pool, processes=processes, minimum=minimum)
+        self.stdout.write(f"pool {pool}: {_replies(replies)}")
+
+    # --------------------------------------------------------------------------------------------------
+    def _filtered(
+        self,
+        queue: str | None = None,
+        task: str | None = None,
+        error: str | None = None,
+        since: str | None = None,
+        **_: Any,
+    ) -> QuerySet[Job]:
+        from django.db.models import Q
+
+        jobs = selectors.failed_jobs().order_by("-finished_at", "-id")
+        if queue:
+            jobs = jobs.filter(queue=queue)
+        if task:
+            jobs = jobs.filter(task_name=task)
+        if error:
+            jobs = jobs.filter(Q(exception_type__icontains=error) | Q(exception_message__icontains=error))
+        if since:
+            jobs = jobs.filter(finished_at__gte=timezone.now() - services.duration_parse(since))
+        return jobs
+
+
+def _replies(replies: list[dict]) -> str:
+    if not replies:
+        return "no worker answered; running workers pick the change up when they start"
+    parts = []
+    for reply in replies:
+        for hostname, answer in reply.items():
+            parts.append(
+                f"{hostname}: {answer.get('ok') or answer.get('error') if isinstance(answer, dict) else answer}"
+            )
+    return "; ".join(parts)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True)

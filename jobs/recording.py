@@ -1,0 +1,263 @@
+"""Job history, fed by Celery's signals on both sides and written in bulk, off the task's hot path.
+
+Every process that publishes or runs tasks (web, beat, pool processes) keeps a small buffer of job events
+and a thread that writes it every FLUSH_SECONDS in one upsert statement. A failure is written at once, in
+the failing process, so a failed job's record is never left in a buffer.
+
+Events of one task come from several processes in any order (the web's "queued" may be written after the
+worker's "started"), so each carries `progress` = attempt * 10 + the rank of its state, and a record only
+moves forward: an older event fills in what is missing (the publish time) and changes nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import traceback as traceback_module
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from jobs.models import Job
+
+logger = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.5
+# A buffer this full is written by the thread at once; one that cannot be written (database down) keeps
+# at most BUFFER_LIMIT jobs and drops the oldest non-failed ones beyond it.
+FLUSH_AT = 200
+BUFFER_LIMIT = 20_000
+# The header that carries the publish time with the message, for the oldest wait of a queue.
+PUBLISHED_HEADER = "kiln_published_at"
+RETRY_OF_HEADER = "kiln_retry_of"
+
+RANKS = {
+    Job.State.QUEUED: 0,
+    Job.State.RETRYING: 0,
+    Job.State.STARTED: 1,
+    Job.State.SUCCEEDED: 3,
+    Job.State.FAILED: 3,
+    Job.State.CLEARED: 3,
+}
+
+
+@dataclass
+class JobEvent:
+    task_id: str
+    state: str
+    attempt: int
+    task_name: str = ""
+    queue: str = ""
+    args: Any = field(default_factory=list)
+    kwargs: Any = field(default_factory=dict)
+    args_truncated: bool = False
+    worker: str = ""
+    published_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exception_type: str = ""
+    exception_message: str = ""
+    traceback: str = ""
+    retry_of_id: int | None = None
+
+    @property
+    def progress(self) -> int:
+        return self.attempt * 10 + RANKS[self.state]
+
+    def merge(self, later: JobEvent) -> JobEvent:
+        """Two events of one task in the same buffer: the one further along wins, the other fills gaps."""
+        newer, older = (later, self) if later.progress >= self.progress else (self, later)
+        for name in ("task_name", "queue", "worker", "published_at", "started_at", "retry_of_id"):
+            if not getattr(newer, name):
+                setattr(newer, name, getattr(older, name))
+        return newer
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def capped_arguments(args: Any, kwargs: Any) -> tuple[Any, Any, bool]:
+    """Arguments as JSON values, or empty ones flagged as truncated when they exceed the size cap."""
+    try:
+        size = len(json.dumps([args, kwargs], default=str))
+    except (TypeError, ValueError):
+        return [], {}, True
+    if size > settings.KILN_JOB_ARGS_MAX_BYTES:
+        return [], {}, True
+    return (
+        json.loads(json.dumps(list(args or []), default=str)),
+        json.loads(json.dumps(dict(kwargs or {}), default=str)),
+        False,
+    )
+
+
+def exception_fields(exception: BaseException | None, einfo: Any = None) -> dict[str, str]:
+    if exception is None:
+        return {}
+    if einfo is not None and getattr(einfo, "traceback", None):
+        text = str(einfo.traceback)
+    else:
+        text = "".join(traceback_module.format_exception(exception))
+    return {
+        "exception_type": type(exception).__name__,
+        # Both columns are text; a NUL byte is refused by PostgreSQL.
+        "exception_message": str(exception).replace("\x00", "")[:4000],
+        "traceback": text.replace("\x00", "")[-20000:],
+    }
+
+
+class Recorder:
+    """The buffer and its writer thread for one process (a fork starts with a fresh one)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.buffer: dict[str, JobEvent] = {}
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
+        self.warned_at = -3600.0
+
+    def record(self, event: JobEvent, *, urgent: bool = False) -> None:
+        self._after_fork()
+        with self.lock:
+            known = self.buffer.get(event.task_id)
+            self.buffer[event.task_id] = known.merge(event) if known else event
+            full = len(self.buffer) >= FLUSH_AT
+        if urgent:
+            self.flush()
+            return
+        self._ensure_thread()
+        if full:
+            self.wake.set()
+
+    def flush(self) -> int:
+        """Write everything buffered; on a database error keep it for the next attempt."""
+        with self.lock:
+            events, self.buffer = list(self.buffer.values()), {}
+        if not events:
+            return 0
+        try:
+            job_events_write(events)
+        except Exception:
+            # Once a minute at most: a database that stays down must not flood the worker's log.
+            if time.monotonic() - self.warned_at > 60:
+                self.warned_at = time.monotonic()
+                logger.warning(
+                    "job history: could not write %d events, keeping them", len(events), exc_info=True
+                )
+            connection.close()
+            with self.lock:
+                for event in events:
+                    known = self.buffer.get(event.task_id)
+                    self.buffer[event.task_id] = event.merge(known) if known else event
+                self._trim_locked()
+            return 0
+        return len(events)
+
+    def _trim_locked(self) -> None:
+        excess = len(self.buffer) - BUFFER_LIMIT
+        if excess <= 0:
+            return
+        dropped = [key for key, event in self.buffer.items() if event.state != Job.State.FAILED][:excess]
+        for key in dropped:
+            del self.buffer[key]
+        logger.error("job history: buffer full, dropped %d records", len(dropped))
+
+    def _after_fork(self) -> None:
+        if self.pid != os.getpid():
+            # A pool process forked from a parent: the parent's buffer and thread are not ours.
+            self.lock = threading.Lock()
+            self.buffer = {}
+            self.wake = threading.Event()
+            self.thread = None
+            self.pid = os.getpid()
+
+    def _ensure_thread(self) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            return
+        self.thread = threading.Thread(target=self._run, name="kiln-job-history", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait(FLUSH_SECONDS)
+            self.wake.clear()
+            try:
+                self.flush()
+            except Exception:  # never let the writer thread die
+                logger.exception("job history: writer failed")
+                time.sleep(FLUSH_SECONDS)
+
+
+recorder = Recorder()
+
+
+_UPSERT = """
+INSERT INTO jobs_job (task_id, task_name, queue, args, kwargs, args_truncated, state, progress, attempts,
+    worker, published_at, started_at, finished_at, exception_type, exception_message, traceback,
+    retry_of_id, retried_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL)
+ON CONFLICT (task_id) DO UPDATE SET
+    task_name = CASE WHEN jobs_job.task_name = '' THEN excluded.task_name ELSE jobs_job.task_name END,
+    queue = CASE WHEN jobs_job.queue = '' THEN excluded.queue ELSE jobs_job.queue END,
+    state = CASE WHEN excluded.progress >= jobs_job.progress THEN excluded.state ELSE jobs_job.state END,
+    attempts = CASE WHEN excluded.attempts > jobs_job.attempts THEN excluded.attempts ELSE jobs_job.attempts END,
+    worker = CASE WHEN excluded.worker <> '' AND (jobs_job.worker = '' OR excluded.progress >= jobs_job.progress)
+        THEN excluded.worker ELSE jobs_job.worker END,
+    published_at = CASE WHEN excluded.published_at IS NOT NULL
+        AND (jobs_job.published_at IS NULL OR excluded.progress >= jobs_job.progress)
+        THEN excluded.published_at ELSE jobs_job.published_at END,
+    started_at = CASE WHEN excluded.started_at IS NOT NULL
+        AND (jobs_job.started_at IS NULL OR excluded.progress >= jobs_job.progress)
+        THEN excluded.started_at ELSE jobs_job.started_at END,
+    finished_at = CASE WHEN excluded.progress >= jobs_job.progress
+        THEN excluded.finished_at ELSE jobs_job.finished_at END,
+    exception_type = CASE WHEN excluded.progress >= jobs_job.progress AND excluded.state <> 'started'
+        AND excluded.state <> 'queued' THEN excluded.exception_type ELSE jobs_job.exception_type END,
+    exception_message = CASE WHEN excluded.progress >= jobs_job.progress AND excluded.state <> 'started'
+        AND excluded.state <> 'queued' THEN excluded.exception_message ELSE jobs_job.exception_message END,
+    traceback = CASE WHEN excluded.progress >= jobs_job.progress AND excluded.state <> 'started'
+        AND excluded.state <> 'queued' THEN excluded.traceback ELSE jobs_job.traceback END,
+    retry_of_id = COALESCE(jobs_job.retry_of_id, excluded.retry_of_id),
+    progress = CASE WHEN excluded.progress > jobs_job.progress THEN excluded.progress ELSE jobs_job.progress END
+"""
+
+
+def job_events_write(events: list[JobEvent]) -> None:
+    """One upsert for the lot, in one transaction (SQLite and PostgreSQL both have ON CONFLICT)."""
+    ops = connection.ops
+
+    def when(value: datetime | None) -> Any:
+        return ops.adapt_datetimefield_value(value) if value is not None else None
+
+    rows = [
+        (
+            event.task_id,
+            event.task_name,
+            event.queue,
+            ops.adapt_json_value(event.args, None),
+            ops.adapt_json_value(event.kwargs, None),
+            event.args_truncated,
+            event.state,
+            event.progress,
+            event.attempt if event.state != Job.State.QUEUED and event.state != Job.State.RETRYING else 0,
+            event.worker,
+            when(event.published_at),
+            when(event.started_at),
+            when(event.finished_at),
+            event.exception_type,
+            event.exception_message,
+            event.traceback,
+            event.retry_of_id,
+        )
+        for event in sorted(events, key=lambda event: event.task_id)  # one lock order for every writer
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(_UPSERT, rows)

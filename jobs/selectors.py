@@ -1,0 +1,187 @@
+"""Reads: one snapshot of the queues, workers and job history, used by `jobs status`/`health`, the
+dashboard, /metrics and the alert check alike."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+
+from jobs import broker, health
+from jobs.models import Job
+
+REPORT_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    hostname: str
+    pool: str
+    configured_queues: tuple[str, ...]
+    consuming: tuple[str, ...]
+    processes: int
+    autoscale: tuple[int, int] | None
+    active: dict[str, int]
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    name: str
+    depth: int | None
+    oldest_wait: float | None
+    paused: bool
+    workers: int
+    running: int
+    finished_minute: int
+    finished_hour: int
+    failed_hour: int
+
+    @property
+    def failure_rate(self) -> float | None:
+        return self.failed_hour / self.finished_hour if self.finished_hour else None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    taken_at: float
+    broker_ok: bool
+    queues: tuple[QueueSnapshot, ...]
+    workers: tuple[WorkerInfo, ...]
+    failed: int
+    health: health.SystemHealth
+    pools: dict[str, list[WorkerInfo]] = field(default_factory=dict)
+
+
+def queue_names() -> list[str]:
+    return [queue.name for queue in settings.CELERY_TASK_QUEUES]
+
+
+def failed_jobs() -> QuerySet[Job]:
+    """Failed jobs an operator still has to deal with: not retried (a retry links a new job) or forgotten."""
+    return Job.objects.filter(state=Job.State.FAILED, retried_at__isnull=True)
+
+
+def workers_report(timeout: float = REPORT_TIMEOUT) -> list[WorkerInfo]:
+    try:
+        replies = current_app.control.broadcast("kiln_report", reply=True, timeout=timeout) or []
+    except (OSError, OperationalError) as error:
+        raise broker.BrokerUnavailable(str(error)) from error
+    workers = []
+    for reply in replies:
+        for hostname, report in reply.items():
+            if not isinstance(report, dict) or "pool" not in report:
+                continue  # a worker without Kiln's control commands
+            workers.append(
+                WorkerInfo(
+                    hostname=hostname,
+                    pool=report["pool"],
+                    configured_queues=tuple(report.get("configured_queues") or ()),
+                    consuming=tuple(report.get("consuming") or ()),
+                    processes=int(report.get("processes") or 0),
+                    autoscale=tuple(report["autoscale"]) if report.get("autoscale") else None,  # type: ignore[arg-type]
+                    active=dict(report.get("active") or {}),
+                )
+            )
+    return sorted(workers, key=lambda worker: worker.hostname)
+
+
+def finished_counts(since: timedelta) -> dict[str, dict[str, int]]:
+    rows = (
+        Job.objects.filter(
+            finished_at__gte=timezone.now() - since, state__in=[Job.State.SUCCEEDED, Job.State.FAILED]
+        )
+        .values("queue")
+        .annotate(total=Count("id"), failed=Count("id", filter=Q(state=Job.State.FAILED)))
+    )
+    return {row["queue"]: {"total": row["total"], "failed": row["failed"]} for row in rows}
+
+
+def snapshot(*, report_timeout: float = REPORT_TIMEOUT) -> Snapshot:
+    names = queue_names()
+    taken_at = time.time()
+    try:
+        states = {state.name: state for state in broker.queue_states(names)}
+        paused = broker.paused_queues()
+        broker_ok = True
+        workers = workers_report(report_timeout)
+    except broker.BrokerUnavailable:
+        states, paused, broker_ok, workers = {}, set(), False, []
+    minute = finished_counts(timedelta(minutes=1))
+    hour = finished_counts(timedelta(hours=1))
+    queues = []
+    for name in names:
+        state = states.get(name)
+        queues.append(
+            QueueSnapshot(
+                name=name,
+                depth=state.depth if state else None,
+                oldest_wait=state.oldest_wait(taken_at) if state else None,
+                paused=name in paused,
+                workers=sum(1 for worker in workers if name in worker.configured_queues),
+                running=sum(worker.active.get(name, 0) for worker in workers),
+                finished_minute=minute.get(name, {}).get("total", 0),
+                finished_hour=hour.get(name, {}).get("total", 0),
+                failed_hour=hour.get(name, {}).get("failed", 0),
+            )
+        )
+    failed = failed_jobs().count()
+    figures = [
+        health.QueueFigures(q.name, q.depth, q.oldest_wait, q.workers, q.running, q.paused) for q in queues
+    ]
+    result = health.system_health(
+        figures, broker_ok=broker_ok, failed=failed, thresholds=health.Thresholds.from_settings()
+    )
+    pools: dict[str, list[WorkerInfo]] = {}
+    for worker in workers:
+        pools.setdefault(worker.pool, []).append(worker)
+    return Snapshot(taken_at, broker_ok, tuple(queues), tuple(workers), failed, result, pools)
+
+
+def snapshot_as_dict(snap: Snapshot) -> dict[str, Any]:
+    """The JSON shape shared by `jobs status --json`, `jobs health --json` and the dashboard."""
+    by_name = {queue.name: queue for queue in snap.health.queues}
+    return {
+        "taken_at": snap.taken_at,
+        "level": snap.health.level,
+        "broker": "reachable" if snap.broker_ok else "unreachable",
+        "failed": snap.failed,
+        "reasons": list(snap.health.reasons),
+        "queues": [
+            {
+                "name": queue.name,
+                "level": by_name[queue.name].level,
+                "worker_status": by_name[queue.name].worker_status,
+                "reasons": list(by_name[queue.name].reasons),
+                "depth": queue.depth,
+                "oldest_wait": None if queue.oldest_wait is None else round(queue.oldest_wait, 1),
+                "paused": queue.paused,
+                "workers": queue.workers,
+                "running": queue.running,
+                "throughput_minute": queue.finished_minute,
+                "throughput_hour": queue.finished_hour,
+                "failed_hour": queue.failed_hour,
+                "failure_rate": None if queue.failure_rate is None else round(queue.failure_rate, 4),
+            }
+            for queue in snap.queues
+        ],
+        "pools": {
+            pool: [
+                {
+                    "hostname": worker.hostname,
+                    "processes": worker.processes,
+                    "autoscale": list(worker.autoscale) if worker.autoscale else None,
+                    "consuming": list(worker.consuming),
+                    "running": sum(worker.active.values()),
+                }
+                for worker in workers
+            ]
+            for pool, workers in sorted(snap.pools.items())
+        },
+    }

@@ -1,0 +1,184 @@
+"""Writes: the operator's verbs (retry, forget, flush, clear, pause, resume, scale), each audited."""
+
+from __future__ import annotations
+
+import getpass
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from celery import current_app
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+
+from jobs import broker, selectors
+from jobs.models import AuditEntry, Job
+from jobs.recording import RETRY_OF_HEADER, recorder
+
+CONTROL_TIMEOUT = 1.0
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+class OperationRefused(Exception):
+    """An operator's request that cannot be carried out as asked; the message says why."""
+
+
+def duration_parse(text: str) -> timedelta:
+    match = _DURATION.match(text or "")
+    if not match:
+        raise OperationRefused(f"{text!r} is not a duration: use a number and s, m, h or d (90m, 7d)")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def actor_of(user: AbstractBaseUser | AnonymousUser | None) -> str:
+    if user is not None and user.is_authenticated:
+        return user.get_username()
+    return f"shell:{getpass.getuser()}"
+
+
+def audit_record(
+    *,
+    action: str,
+    user: Any = None,
+    target: str = "",
+    count: int = 0,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    return AuditEntry.objects.create(
+        user=user if user is not None and user.is_authenticated else None,
+        actor=actor_of(user),
+        action=action,
+        target=target[:200],
+        count=count,
+        details=details or {},
+    )
+
+
+def queue_check(queue: str) -> str:
+    names = selectors.queue_names()
+    if queue not in names:
+        raise OperationRefused(f"unknown queue {queue!r}: Kiln's queues are {', '.join(names)}")
+    return queue
+
+
+@dataclass
+class RetryResult:
+    retried: list[tuple[int, str]] = field(default_factory=list)  # (old job id, new task id)
+    refused: list[tuple[int, str]] = field(default_factory=list)  # (job id, reason)
+
+
+def jobs_retry(*, jobs: QuerySet[Job], user: Any = None, description: str = "") -> RetryResult:
+    """Publish each failed job again with its original task, arguments and queue, as a new job linked to
+    the old one. A job is claimed by a conditional UPDATE first, so two operators never retry it twice."""
+    result = RetryResult()
+    for job in jobs.filter(state=Job.State.FAILED, retried_at__isnull=True).order_by("id"):
+        if job.args_truncated:
+            result.refused.append((job.id, "its arguments were too large to keep"))
+            continue
+        claimed = Job.objects.filter(id=job.id, retried_at__isnull=True).update(retried_at=timezone.now())
+        if not claimed:
+            continue  # another operator got there first
+        task_id = str(uuid.uuid4())
+        try:
+            current_app.send_task(
+                job.task_name,
+                args=job.args,
+                kwargs=job.kwargs,
+                queue=job.queue or None,
+                task_id=task_id,
+                headers={RETRY_OF_HEADER: job.id},
+            )
+        except (OSError, OperationalError) as error:
+            Job.objects.filter(id=job.id).update(retried_at=None)
+            result.refused.append((job.id, f"broker unreachable: {error}"))
+            break  # every later one would fail the same way
+        result.retried.append((job.id, task_id))
+    recorder.flush()  # the new jobs' records, linked to the old ones, exist when this returns
+    if result.retried:
+        audit_record(
+            action="retry",
+            user=user,
+            target=description,
+            count=len(result.retried),
+            details={"jobs": [old for old, _new in result.retried]},
+        )
+    return result
+
+
+def jobs_forget(*, jobs: QuerySet[Job], user: Any = None, description: str = "") -> int:
+    deleted, _ = jobs.filter(state=Job.State.FAILED).delete()
+    audit_record(action="forget", user=user, target=description, count=deleted)
+    return deleted
+
+
+def jobs_flush(*, older_than: timedelta | None = None, user: Any = None) -> int:
+    """Delete failed jobs' records (all, or those that failed longer ago than `older_than`)."""
+    doomed = Job.objects.filter(state=Job.State.FAILED)
+    if older_than is not None:
+        doomed = doomed.filter(finished_at__lt=timezone.now() - older_than)
+    deleted, _ = doomed.delete()
+    target = f"older than {older_than}" if older_than is not None else "all"
+    audit_record(action="flush", user=user, target=target, count=deleted)
+    return deleted
+
+
+def queue_clear(*, queue: str, user: Any = None) -> int:
+    """Drop every job waiting in one queue; their records end as `cleared`."""
+    queue_check(queue)
+    task_ids = broker.queue_clear(queue)
+    now = timezone.now()
+    for start in range(0, len(task_ids), 500):
+        Job.objects.filter(
+            task_id__in=task_ids[start : start + 500], state__in=[Job.State.QUEUED, Job.State.RETRYING]
+        ).update(state=Job.State.CLEARED, finished_at=now, exception_message="cleared from its queue")
+    audit_record(action="clear", user=user, target=queue, count=len(task_ids))
+    return len(task_ids)
+
+
+def _broadcast(command: str, arguments: dict[str, Any], destination: list[str] | None = None) -> list[dict]:
+    try:
+        return (
+            current_app.control.broadcast(
+                command, arguments=arguments, destination=destination, reply=True, timeout=CONTROL_TIMEOUT
+            )
+            or []
+        )
+    except (OSError, OperationalError) as error:
+        raise broker.BrokerUnavailable(str(error)) from error
+
+
+def queue_pause(*, queue: str, user: Any = None) -> list[dict]:
+    """The workers stop taking jobs from `queue`; kept in the broker, so a restarted worker stays paused."""
+    queue_check(queue)
+    broker.queue_mark_paused(queue, True)
+    replies = _broadcast("kiln_pause", {"queue": queue})
+    audit_record(action="pause", user=user, target=queue, count=len(replies))
+    return replies
+
+
+def queue_resume(*, queue: str, user: Any = None) -> list[dict]:
+    queue_check(queue)
+    broker.queue_mark_paused(queue, False)
+    replies = _broadcast("kiln_resume", {"queue": queue})
+    audit_record(action="resume", user=user, target=queue, count=len(replies))
+    return replies
+
+
+def pool_scale(*, pool: str, processes: int, minimum: int | None = None, user: Any = None) -> list[dict]:
+    """Grow or shrink a running pool: an autoscaled pool gets a new ceiling (and floor), a fixed one grows
+    or shrinks to `processes`. Until the pool restarts: kiln.conf's numbers come back with it."""
+    if processes < 1:
+        raise OperationRefused("a pool needs at least 1 process")
+    hostnames = [worker.hostname for worker in selectors.workers_report() if worker.pool == pool]
+    if not hostnames:
+        raise OperationRefused(f"no worker of pool {pool!r} answers")
+    replies = _broadcast(
+        "kiln_scale", {"processes": processes, "minimum": -1 if minimum is None else minimum}, hostnames
+    )
+    audit_record(action="scale", user=user, target=pool, count=processes, details={"workers": hostnames})
+    return replies

@@ -1,0 +1,145 @@
+"""Celery's signals, turned into job events for `jobs.recording`. Connected by JobsConfig.ready()."""
+
+from __future__ import annotations
+
+import atexit
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import signals
+
+from jobs.models import Job
+from jobs.recording import (
+    PUBLISHED_HEADER,
+    RETRY_OF_HEADER,
+    JobEvent,
+    capped_arguments,
+    exception_fields,
+    now,
+    recorder,
+)
+
+
+def stamp_publish_time(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    # Celery messages carry no publish time; the oldest wait of a queue is read from this header.
+    if headers is not None:
+        headers.setdefault(PUBLISHED_HEADER, time.time())
+
+
+def record_published(
+    sender: str | None = None,
+    body: Any = None,
+    routing_key: str = "",
+    headers: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> None:
+    headers = headers or {}
+    task_id = headers.get("id")
+    if not task_id:
+        return  # task protocol 1 or not a task message: nothing Kiln publishes
+    args, task_kwargs = (body[0], body[1]) if isinstance(body, list | tuple) and len(body) >= 2 else ([], {})
+    args, task_kwargs, truncated = capped_arguments(args, task_kwargs)
+    retries = int(headers.get("retries") or 0)
+    published = headers.get(PUBLISHED_HEADER)
+    recorder.record(
+        JobEvent(
+            task_id=task_id,
+            state=Job.State.RETRYING if retries else Job.State.QUEUED,
+            attempt=retries + 1,
+            task_name=headers.get("task") or sender or "",
+            queue=routing_key or "",
+            args=args,
+            kwargs=task_kwargs,
+            args_truncated=truncated,
+            published_at=datetime.fromtimestamp(published, UTC) if published else now(),
+            retry_of_id=headers.get(RETRY_OF_HEADER),
+        )
+    )
+
+
+def _request_event(task: Any, state: str, attempt_offset: int = 1, **fields: Any) -> JobEvent:
+    request = task.request
+    delivery = request.delivery_info or {}
+    args, task_kwargs, truncated = capped_arguments(request.args, request.kwargs)
+    # Message headers become request attributes: the publish time travels with the message, so the
+    # worker's event carries it even if the publisher's own record was never written.
+    published = getattr(request, PUBLISHED_HEADER, None)
+    return JobEvent(
+        task_id=request.id,
+        state=state,
+        attempt=(request.retries or 0) + attempt_offset,
+        task_name=task.name,
+        queue=delivery.get("routing_key") or "",
+        args=args,
+        kwargs=task_kwargs,
+        args_truncated=truncated,
+        worker=request.hostname or "",
+        published_at=datetime.fromtimestamp(published, UTC) if isinstance(published, int | float) else None,
+        retry_of_id=getattr(request, RETRY_OF_HEADER, None),
+        **fields,
+    )
+
+
+def record_started(sender: Any = None, task: Any = None, **kwargs: Any) -> None:
+    task = task or sender
+    if task is None or task.request.id is None or task.request.is_eager:
+        return
+    recorder.record(_request_event(task, Job.State.STARTED, started_at=now()))
+
+
+def record_succeeded(sender: Any = None, **kwargs: Any) -> None:
+    if sender is None or sender.request.id is None or sender.request.is_eager:
+        return
+    recorder.record(_request_event(sender, Job.State.SUCCEEDED, finished_at=now()))
+
+
+def record_retrying(sender: Any = None, request: Any = None, reason: Any = None, **kwargs: Any) -> None:
+    if sender is None or request is None or request.is_eager:
+        return
+    exception = getattr(reason, "exc", None) or reason
+    # The next attempt's event: it merges with the republished message's "retrying".
+    event = _request_event(sender, Job.State.RETRYING, attempt_offset=2)
+    for name, value in exception_fields(exception if isinstance(exception, BaseException) else None).items():
+        setattr(event, name, value)
+    recorder.record(event)
+
+
+def record_failed(
+    sender: Any = None, task_id: str | None = None, exception: Any = None, einfo: Any = None, **kwargs: Any
+) -> None:
+    if sender is None or task_id is None or sender.request.is_eager:
+        return
+    event = _request_event(sender, Job.State.FAILED, finished_at=now(), **exception_fields(exception, einfo))
+    event.task_id = task_id
+    # Written now, in this process: a failed job's record must not wait in a buffer.
+    recorder.record(event, urgent=True)
+
+
+def flush_before_exit(**kwargs: Any) -> None:
+    recorder.flush()
+
+
+RECEIVERS = (
+    (signals.before_task_publish, stamp_publish_time),
+    (signals.after_task_publish, record_published),
+    (signals.task_prerun, record_started),
+    (signals.task_success, record_succeeded),
+    (signals.task_retry, record_retrying),
+    (signals.task_failure, record_failed),
+    (signals.worker_process_shutdown, flush_before_exit),
+    (signals.worker_shutdown, flush_before_exit),
+)
+
+
+def connect() -> None:
+    for signal, receiver in RECEIVERS:
+        signal.connect(receiver, weak=False)
+    # The web and beat processes: whatever the thread has not written yet.
+    atexit.register(recorder.flush)
+
+
+def disconnect() -> None:
+    for signal, receiver in RECEIVERS:
+        signal.disconnect(receiver)
+    atexit.unregister(recorder.flush)

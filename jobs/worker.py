@@ -1,0 +1,106 @@
+"""Kiln's side of a running worker: paused queues stay paused across restarts, and three remote-control
+commands (`kiln_report`, `kiln_pause`/`kiln_resume`, `kiln_scale`) that `manage.py jobs` broadcasts.
+
+A pool's queues are the ones its command line names (`--queues=high`); pausing cancels the consumer of a
+queue and resuming adds it back, but only on workers whose command line named it: `resume default` can
+never make worker-high consume `default`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import bootsteps
+from celery.worker import state as worker_state
+from celery.worker.control import control_command, inspect_command
+
+logger = logging.getLogger(__name__)
+
+# The queues this worker process was started with, before any pause took one away.
+CONFIGURED_QUEUES: list[str] = []
+
+
+def _consuming(consumer: Any) -> list[str]:
+    return sorted(queue.name for queue in consumer.task_consumer.queues) if consumer.task_consumer else []
+
+
+class PausedQueues(bootsteps.StartStopStep):
+    """Runs after the task consumer is set up and before the event loop takes the first message."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def start(self, consumer: Any) -> None:
+        from jobs.broker import BrokerUnavailable, paused_queues
+
+        if not CONFIGURED_QUEUES:
+            CONFIGURED_QUEUES.extend(sorted(consumer.app.amqp.queues.consume_from))
+        try:
+            paused = paused_queues()
+        except BrokerUnavailable:
+            return  # the consumer cannot start without the broker either; it retries this step with it
+        for queue in sorted(paused & set(_consuming(consumer))):
+            consumer.cancel_task_queue(queue)
+            logger.warning("queue %s is paused (manage.py jobs resume %s): not consuming it", queue, queue)
+
+
+def pool_name(hostname: str) -> str:
+    """`high@host` belongs to pool `high` (kiln.conf names each worker after its pool)."""
+    return hostname.split("@", 1)[0]
+
+
+@inspect_command()
+def kiln_report(state: Any) -> dict[str, Any]:
+    consumer = state.consumer
+    autoscaler = consumer.controller.autoscaler
+    active: dict[str, int] = {}
+    for request in list(worker_state.active_requests):
+        queue = (request.delivery_info or {}).get("routing_key") or ""
+        active[queue] = active.get(queue, 0) + 1
+    return {
+        "hostname": consumer.hostname,
+        "pool": pool_name(consumer.hostname),
+        "configured_queues": CONFIGURED_QUEUES,
+        "consuming": _consuming(consumer),
+        "processes": consumer.pool.num_processes if consumer.pool else 0,
+        "autoscale": [autoscaler.max_concurrency, autoscaler.min_concurrency] if autoscaler else None,
+        "active": active,
+    }
+
+
+@control_command(args=[("queue", str)], signature="<queue>")
+def kiln_pause(state: Any, queue: str) -> dict[str, Any]:
+    consumer = state.consumer
+    if queue in _consuming(consumer):
+        consumer.cancel_task_queue(queue)
+        return {"ok": f"stopped consuming {queue}"}
+    return {"ok": f"not consuming {queue}"}
+
+
+@control_command(args=[("queue", str)], signature="<queue>")
+def kiln_resume(state: Any, queue: str) -> dict[str, Any]:
+    consumer = state.consumer
+    if queue not in CONFIGURED_QUEUES:
+        return {"ok": f"{queue} is not one of this worker's queues"}
+    if queue not in _consuming(consumer):
+        consumer.add_task_queue(queue)
+        return {"ok": f"consuming {queue} again"}
+    return {"ok": f"already consuming {queue}"}
+
+
+@control_command(args=[("processes", int), ("minimum", int)], signature="<processes> [minimum]")
+def kiln_scale(state: Any, processes: int, minimum: int = -1) -> dict[str, Any]:
+    consumer = state.consumer
+    autoscaler = consumer.controller.autoscaler
+    if autoscaler:
+        floor = min(autoscaler.min_concurrency, processes) if minimum < 0 else min(minimum, processes)
+        high, low = autoscaler.update(max=processes, min=floor)
+        return {"ok": f"autoscale {high},{low}"}
+    current = consumer.pool.num_processes
+    if processes > current:
+        consumer.pool.grow(processes - current)
+        consumer._update_prefetch_count(processes - current)
+    elif processes < current:
+        consumer.pool.shrink(current - processes)
+        consumer._update_prefetch_count(processes - current)
+    return {"ok": f"{processes} processes"}

@@ -1,0 +1,35 @@
+"""`manage.py jobs health --exit-code` for monitors, against a real Redis and real pools.
+
+Its own module: the pools of test_jobs_operations.py must not be running on the same broker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support.broker import Probe
+from tests.support.processes import RedisServer, running_workers
+from tests.support.stack import migrated_environ, run_manage
+
+pytestmark = pytest.mark.processes
+
+
+def test_health_exit_code_turns_non_zero_when_the_workers_are_stopped_and_jobs_wait(
+    tmp_path: Path, broker: RedisServer, probe: Probe
+) -> None:
+    environ = migrated_environ(tmp_path / "var", broker.url)
+    with running_workers(("worker-high", environ), ("worker-default", environ)):
+        healthy = run_manage(environ, "jobs", "health", "--exit-code")
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        assert "system: healthy" in healthy.stdout
+    probe.send("nobody-takes-me", queue="high")
+    unhealthy = run_manage(environ, "jobs", "health", "--exit-code", "--json")
+    assert unhealthy.returncode == 2, unhealthy.stdout + unhealthy.stderr
+    report = json.loads(unhealthy.stdout)
+    high = next(q for q in report["queues"] if q["name"] == "high")
+    assert report["level"] == "critical"
+    assert high["workers"] == 0
+    assert high["depth"] == 1
+    assert "no worker consumes this queue" in high["reasons"]
