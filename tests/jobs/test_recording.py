@@ -1,0 +1,103 @@
+"""Job history events: merged in the buffer, upserted so a record only moves forward."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jobs.models import Job
+from jobs.recording import JobEvent, Recorder, capped_arguments, job_events_write
+
+pytestmark = pytest.mark.database
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def event(state: str, attempt: int = 1, **fields) -> JobEvent:
+    values = {"task_id": "t-1", "task_name": "thumbnails.generate", "queue": "high", "args": [7]}
+    values.update(fields)
+    return JobEvent(state=state, attempt=attempt, **values)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_late_queued_event_fills_in_the_publish_time_and_changes_nothing_else() -> None:
+    job_events_write([event(Job.State.STARTED, worker="high@a", started_at=T0 + timedelta(seconds=2))])
+    job_events_write([event(Job.State.SUCCEEDED, worker="high@a", finished_at=T0 + timedelta(seconds=5))])
+    job_events_write([event(Job.State.QUEUED, published_at=T0)])
+    job = Job.objects.get(task_id="t-1")
+    assert job.state == Job.State.SUCCEEDED
+    assert job.worker == "high@a"
+    assert job.wait_seconds == 2
+    assert job.run_seconds == 3
+    assert job.args == [7]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_moves_the_record_to_the_next_attempt_and_keeps_the_last_error() -> None:
+    job_events_write([event(Job.State.STARTED, started_at=T0)])
+    job_events_write(
+        [
+            event(
+                Job.State.RETRYING,
+                attempt=2,
+                published_at=T0,
+                exception_type="OSError",
+                exception_message="disk",
+            )
+        ]
+    )
+    job = Job.objects.get(task_id="t-1")
+    assert (job.state, job.exception_type) == (Job.State.RETRYING, "OSError")
+    job_events_write([event(Job.State.STARTED, attempt=2, started_at=T0 + timedelta(seconds=10))])
+    job_events_write(
+        [
+            event(
+                Job.State.FAILED,
+                attempt=2,
+                exception_type="OSError",
+                exception_message="disk again",
+                finished_at=T0,
+            )
+        ]
+    )
+    job = Job.objects.get(task_id="t-1")
+    assert (job.state, job.attempts, job.exception_message) == (Job.State.FAILED, 2, "disk again")
+    # A redelivered copy of the first attempt's start changes nothing.
+    job_events_write([event(Job.State.STARTED, attempt=1, started_at=T0 + timedelta(seconds=20))])
+    assert Job.objects.get(task_id="t-1").state == Job.State.FAILED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redelivered_job_records_the_worker_that_ran_it_last() -> None:
+    job_events_write([event(Job.State.STARTED, worker="high@a", started_at=T0)])
+    job_events_write([event(Job.State.STARTED, worker="high@b", started_at=T0 + timedelta(minutes=1))])
+    job_events_write([event(Job.State.SUCCEEDED, worker="high@b", finished_at=T0 + timedelta(minutes=2))])
+    job = Job.objects.get(task_id="t-1")
+    assert (job.worker, job.run_seconds) == ("high@b", 60)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_buffer_merges_events_of_one_task_and_flush_writes_them_in_one_go() -> None:
+    recorder = Recorder()
+    recorder.record(event(Job.State.SUCCEEDED, finished_at=T0 + timedelta(seconds=1)))
+    recorder.record(event(Job.State.QUEUED, published_at=T0))
+    recorder.record(event(Job.State.QUEUED, task_id="t-2", published_at=T0))
+    assert recorder.flush() == 2
+    assert Job.objects.get(task_id="t-1").state == Job.State.SUCCEEDED
+    assert Job.objects.get(task_id="t-1").published_at == T0
+    assert Job.objects.get(task_id="t-2").state == Job.State.QUEUED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_is_written_at_once_by_the_failing_process() -> None:
+    recorder = Recorder()
+    recorder.record(event(Job.State.FAILED, exception_type="ValueError", finished_at=T0), urgent=True)
+    assert recorder.buffer == {}
+    assert Job.objects.get(task_id="t-1").exception_type == "ValueError"
+
+
+def test_arguments_over_the_cap_are_dropped_and_flagged(settings) -> None:
+    settings.KILN_JOB_ARGS_MAX_BYTES = 100
+    assert capped_arguments([1, "a"], {"b": 2}) == ([1, "a"], {"b": 2}, False)
+    assert capped_arguments(["x" * 200], {}) == ([], {}, True)
