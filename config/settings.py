@@ -128,6 +128,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "jobs.context_processors.operator_links",
             ],
         },
     },
@@ -198,7 +199,9 @@ KILN_METRICS_ALLOWED_IPS = env_list(_env, "KILN_METRICS_ALLOWED_IPS", ["127.0.0.
 EMAIL_BACKEND = env_str(
     _env,
     "EMAIL_BACKEND",
-    "django.core.mail.backends.filebased.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+    "django.core.mail.backends.filebased.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
 )
 EMAIL_FILE_PATH = KILN_VAR_DIR / "mail"
 EMAIL_HOST = env_str(_env, "EMAIL_HOST", "localhost")

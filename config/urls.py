@@ -8,6 +8,8 @@ from django.urls import include, path, re_path
 from django.views.generic import TemplateView
 from django.views.static import serve
 
+from jobs import monitoring
+
 urlpatterns = [
     path(
         "",
@@ -20,7 +22,10 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("reports/", include("reports.urls")),
     path("api/images/", include("thumbnails.urls")),
+    path("admin/jobs/dashboard/", include("jobs.dashboard")),
     path("admin/", admin.site.urls),
+    path("healthz", monitoring.healthz, name="healthz"),
+    path("metrics", monitoring.metrics, name="metrics"),
 ]
 
 if settings.DEBUG:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import current_app
+from kombu.exceptions import OperationalError
 from kombu.transport.redis import PRIORITY_STEPS
 
 from jobs.recording import PUBLISHED_HEADER
@@ -48,7 +49,7 @@ def redis_client() -> Iterator[Any]:
         try:
             connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
             yield connection.default_channel.client
-        except connection.connection_errors as error:
+        except (OperationalError, OSError, *connection.connection_errors) as error:
             raise BrokerUnavailable(str(error)) from error
 
 

@@ -108,3 +108,12 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class FailedJob(Job):
+    """The failed-jobs list of the admin: the same rows, filtered there."""
+
+    class Meta:
+        proxy = True
+        ordering = ["-finished_at", "-id"]
+        verbose_name = "failed job"

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from purge import batches, registry
 from purge.models import PurgeRun, RetentionPolicy
+from purge.signals import purge_run_requested
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ def purge_run_request(
         policy=policy, dry_run=dry_run, trigger=trigger, triggered_by=user, slot=slot
     )
     transaction.on_commit(lambda: purge_run_enqueue(run_id=run.pk))
+    if trigger != PurgeRun.Trigger.NIGHTLY:
+        purge_run_requested.send(sender=PurgeRun, run=run, user=user)
     return run
 
 

@@ -1,0 +1,150 @@
+"""/admin/jobs/dashboard/: the queues at a glance, refreshed from a JSON endpoint, with the operator's verbs.
+
+Plain Django views inside the admin's look (each_context), no front-end build step: the page polls
+`data/` every few seconds and redraws; the buttons post forms (CSRF-protected) to `action/`.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from jobs import broker, selectors, services
+from jobs.models import AuditEntry, Job
+
+REFRESH_SECONDS = 5
+RECENT_FAILED = 15
+
+
+def dashboard_permission(view: Any) -> Any:
+    @staff_member_required
+    @wraps(view)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.has_perm("jobs.view_dashboard"):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return checked
+
+
+@require_GET
+@dashboard_permission
+def dashboard(request: HttpRequest) -> HttpResponse:
+    context = {
+        **admin.site.each_context(request),
+        "title": "Jobs dashboard",
+        "refresh_seconds": REFRESH_SECONDS,
+        "can_retry": request.user.has_perm("jobs.retry_job"),
+        "can_operate": request.user.has_perm("jobs.operate_queues"),
+        "queues": selectors.queue_names(),
+    }
+    return TemplateResponse(request, "admin/jobs/dashboard.html", context)
+
+
+@require_GET
+@dashboard_permission
+def dashboard_data(request: HttpRequest) -> JsonResponse:
+    data = selectors.snapshot_as_dict(selectors.snapshot())
+    failed = selectors.failed_jobs().order_by("-finished_at", "-id")[:RECENT_FAILED]
+    data["recent_failed"] = [
+        {
+            "id": job.id,
+            "task": job.task_name,
+            "queue": job.queue,
+            "error": f"{job.exception_type}: {(job.exception_message.splitlines() or [''])[0][:200]}",
+            "finished_at": timezone.localtime(job.finished_at).strftime("%Y-%m-%d %H:%M:%S")
+            if job.finished_at
+            else "",
+            "attempts": job.attempts,
+            "url": reverse("admin:jobs_failedjob_change", args=[job.id]),
+        }
+        for job in failed
+    ]
+    data["recent_audit"] = [
+        {"at": timezone.localtime(entry.created_at).strftime("%H:%M:%S"), "text": str(entry)}
+        for entry in AuditEntry.objects.all()[:8]
+    ]
+    return JsonResponse(data)
+
+
+ACTIONS = {
+    # action: (permission, what it does)
+    "retry": "jobs.retry_job",
+    "retry_all": "jobs.retry_job",
+    "forget": "jobs.retry_job",
+    "pause": "jobs.operate_queues",
+    "resume": "jobs.operate_queues",
+    "clear": "jobs.operate_queues",
+    "scale": "jobs.operate_queues",
+}
+
+
+@require_POST
+@dashboard_permission
+def dashboard_action(request: HttpRequest) -> HttpResponse:
+    action = request.POST.get("action", "")
+    if action not in ACTIONS:
+        messages.error(request, f"Unknown action {action!r}.")
+        return redirect("jobs-dashboard")
+    if not request.user.has_perm(ACTIONS[action]):
+        raise PermissionDenied
+    try:
+        messages.success(request, _perform(request, action))
+    except services.OperationRefused as error:
+        messages.error(request, str(error))
+    except broker.BrokerUnavailable as error:
+        messages.error(request, f"The broker cannot be reached: {error}")
+    except ValueError:
+        messages.error(request, "The form was not filled in correctly.")
+    return redirect("jobs-dashboard")
+
+
+def _perform(request: HttpRequest, action: str) -> str:
+    post, user = request.POST, request.user
+    if action == "retry":
+        job_id = int(post["job"])
+        result = services.jobs_retry(
+            jobs=Job.objects.filter(id=job_id), user=user, description=f"dashboard: {job_id}"
+        )
+        if result.refused:
+            raise services.OperationRefused(f"Job {job_id} not retried: {result.refused[0][1]}")
+        return f"Job {job_id} published again." if result.retried else f"Job {job_id} was already retried."
+    if action == "retry_all":
+        result = services.jobs_retry(jobs=selectors.failed_jobs(), user=user, description="dashboard: all")
+        return f"{len(result.retried)} job(s) published again, {len(result.refused)} refused."
+    if action == "forget":
+        job_id = int(post["job"])
+        count = services.jobs_forget(jobs=Job.objects.filter(id=job_id), user=user, description=str(job_id))
+        return f"{count} failed job forgotten."
+    queue = post.get("queue", "")
+    if action == "pause":
+        services.queue_pause(queue=queue, user=user)
+        return f"Queue {queue} paused: the pools stop taking its jobs."
+    if action == "resume":
+        services.queue_resume(queue=queue, user=user)
+        return f"Queue {queue} resumed."
+    if action == "clear":
+        if post.get("confirm") != queue:
+            raise services.OperationRefused(f"Type the queue's name ({queue}) to confirm clearing it.")
+        return f"{services.queue_clear(queue=queue, user=user)} job(s) dropped from {queue}."
+    # scale
+    pool, processes = post.get("pool", ""), int(post["processes"])
+    services.pool_scale(pool=pool, processes=processes, user=user)
+    return f"Pool {pool} scaled to {processes} processes."
+
+
+urlpatterns = [
+    path("", dashboard, name="jobs-dashboard"),
+    path("data/", dashboard_data, name="jobs-dashboard-data"),
+    path("action/", dashboard_action, name="jobs-dashboard-action"),
+]

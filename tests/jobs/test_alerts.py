@@ -1,0 +1,91 @@
+"""Alerts: mailed once per condition, again only after the cooldown, cleared when the condition goes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from django.core import mail
+
+from jobs import health
+from jobs.alerts import alerts_check
+from jobs.models import Alert
+from jobs.selectors import QueueSnapshot, Snapshot
+
+pytestmark = [pytest.mark.database, pytest.mark.django_db]
+
+T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+
+
+def snapshot(high_wait: float | None, workers: int = 1) -> Snapshot:
+    queues = (
+        QueueSnapshot("high", 4 if high_wait else 0, high_wait, False, workers, 0, 0, 0, 0),
+        QueueSnapshot("default", 0, None, False, 1, 0, 0, 0, 0),
+    )
+    result = health.system_health([], broker_ok=True, failed=0, thresholds=health.Thresholds.from_settings())
+    return Snapshot(T0.timestamp(), True, queues, (), 0, result)
+
+
+@pytest.fixture
+def admins(settings):
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.KILN_ALERT_COOLDOWN_MINUTES = 60
+
+
+def test_a_long_wait_is_mailed_once_and_not_again_within_the_cooldown(admins) -> None:
+    assert alerts_check(snap=snapshot(high_wait=61), now=T0) == ["wait:high"]
+    assert len(mail.outbox) == 1
+    assert "Queue high: the oldest job has waited 61 s (threshold 60 s)" in mail.outbox[0].body
+    assert mail.outbox[0].to == ["ops@example.com"]
+    for minutes in (1, 30, 59):
+        assert (
+            alerts_check(snap=snapshot(high_wait=61 + minutes * 60), now=T0 + timedelta(minutes=minutes))
+            == []
+        )
+    assert len(mail.outbox) == 1
+    assert alerts_check(snap=snapshot(high_wait=3700), now=T0 + timedelta(minutes=60)) == ["wait:high"]
+    assert len(mail.outbox) == 2
+
+
+def test_a_cleared_alert_is_mailed_again_when_it_comes_back(admins) -> None:
+    alerts_check(snap=snapshot(high_wait=61), now=T0)
+    assert alerts_check(snap=snapshot(high_wait=None), now=T0 + timedelta(minutes=1)) == []
+    alert = Alert.objects.get(key="wait:high")
+    assert not alert.firing
+    assert alert.cleared_at == T0 + timedelta(minutes=1)
+    assert alerts_check(snap=snapshot(high_wait=90), now=T0 + timedelta(minutes=2)) == ["wait:high"]
+    assert len(mail.outbox) == 2
+
+
+def test_a_queue_without_workers_and_a_pile_of_failures_alert(admins, settings) -> None:
+    snap = snapshot(high_wait=None, workers=0)
+    snap = Snapshot(snap.taken_at, True, snap.queues, (), settings.KILN_HEALTH_FAILED_WARNING, snap.health)
+    assert sorted(alerts_check(snap=snap, now=T0)) == ["failed", "workers:high"]
+
+
+def test_an_alert_is_posted_to_the_webhook(admins, settings) -> None:
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    settings.KILN_ALERT_WEBHOOK_URL = f"http://127.0.0.1:{server.server_port}/hook"
+    try:
+        alerts_check(snap=snapshot(high_wait=61), now=T0)
+        thread.join(timeout=10)
+    finally:
+        server.server_close()
+    assert received == [{"alert": "wait:high", "message": received[0]["message"], "status": "firing"}]
+    assert received[0]["message"].startswith("Queue high")

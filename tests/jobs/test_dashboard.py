@@ -1,0 +1,70 @@
+"""The jobs dashboard in the admin: who may see it, its JSON, its buttons."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from jobs import broker as kiln_broker
+from jobs.models import AuditEntry, Job
+from tests.jobs.conftest import grant
+
+pytestmark = [pytest.mark.database, pytest.mark.django_db]
+
+URL = "/admin/jobs/dashboard/"
+
+
+def test_anonymous_users_are_sent_to_the_admin_login(client) -> None:
+    response = client.get(URL)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/?next=/admin/jobs/dashboard/")
+
+
+def test_staff_without_the_permission_get_403(client, django_user_model) -> None:
+    django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    client.login(username="staff", password="pw")
+    assert client.get(URL).status_code == 403
+    assert client.get(URL + "data/").status_code == 403
+
+
+def test_an_operator_sees_the_page_and_its_data(client, operator, app_broker) -> None:
+    Job.objects.create(
+        task_id="f1", task_name="probe.fail", queue="high", state="failed", finished_at=timezone.now(),
+        exception_type="ValueError", exception_message="boom\nsecond line",
+    )  # fmt: skip
+    client.login(username="operator", password="pw")
+    page = client.get(URL)
+    assert page.status_code == 200
+    assert b"Jobs dashboard" in page.content
+    assert b'name="action" value="pause"' not in page.content, "no operate permission, no queue buttons"
+    data = client.get(URL + "data/").json()
+    assert [queue["name"] for queue in data["queues"]] == ["high", "default"]
+    assert data["broker"] == "reachable"
+    assert data["failed"] == 1
+    assert data["recent_failed"][0]["error"] == "ValueError: boom"
+
+
+def test_buttons_need_their_own_permissions_and_are_audited(client, operator, app_broker) -> None:
+    client.login(username="operator", password="pw")
+    assert client.post(URL + "action/", {"action": "pause", "queue": "default"}).status_code == 403
+    assert kiln_broker.paused_queues() == set()
+
+    grant(operator, "operate_queues")
+    response = client.post(URL + "action/", {"action": "pause", "queue": "default"})
+    assert response.status_code == 302
+    assert kiln_broker.paused_queues() == {"default"}
+    entry = AuditEntry.objects.get(action="pause")
+    assert (entry.actor, entry.user, entry.target) == ("operator", operator, "default")
+
+    client.post(URL + "action/", {"action": "clear", "queue": "default", "confirm": "wrong"})
+    assert not AuditEntry.objects.filter(action="clear").exists(), "clearing needs the queue's name typed"
+    client.post(URL + "action/", {"action": "resume", "queue": "default"})
+    assert kiln_broker.paused_queues() == set()
+
+
+def test_the_dashboard_refuses_unknown_queues(client, operator, app_broker) -> None:
+    grant(operator, "operate_queues")
+    client.login(username="operator", password="pw")
+    response = client.post(URL + "action/", {"action": "pause", "queue": "nope"}, follow=True)
+    assert "unknown queue" in response.content.decode().lower()
+    assert kiln_broker.paused_queues() == set()
