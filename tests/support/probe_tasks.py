@@ -42,6 +42,22 @@ def record(self, key: str, published_at: float, sleep: float = 0.0) -> None:
         time.sleep(sleep)
 
 
+COUNT_KEY = "probe:count"
+
+
+@shared_task(name="probe.count")
+def count(sleep: float = 0.0) -> None:
+    """A job for throughput measurements: sleeps, then counts itself and stamps the first and last finish."""
+    if sleep:
+        time.sleep(sleep)
+    now = time.time()
+    pipe = _redis().pipeline(transaction=False)
+    pipe.incr(COUNT_KEY)
+    pipe.setnx(f"{COUNT_KEY}:first", now)
+    pipe.set(f"{COUNT_KEY}:last", now)
+    pipe.execute()
+
+
 FAULT_KEY = "probe:fault"
 
 

@@ -66,6 +66,12 @@ class Command(BaseCommand):
         ):
             sub.add_parser(verb, help=text).add_argument("queue")
 
+        alerts = sub.add_parser(
+            "alerts", help="Check the alert conditions now and mail what is due (cron watchdog)."
+        )
+        alerts.add_argument("--quiet", action="store_true")
+        sub.add_parser("prometheus-rules", help="Print Prometheus alert rules for the current thresholds.")
+
         scale = sub.add_parser("scale", help="Grow or shrink a running pool (until it restarts).")
         scale.add_argument("pool", help="high or default (the part of the worker's name before @)")
         scale.add_argument("processes", type=int)
@@ -80,7 +86,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         try:
-            getattr(self, action)(**options)
+            getattr(self, action.replace("-", "_"))(**options)
         except services.OperationRefused as error:
             raise CommandError(str(error)) from error
         except broker.BrokerUnavailable as error:
@@ -151,6 +157,24 @@ class Command(BaseCommand):
                 self.stdout.write(job.traceback)
         if not jobs:
             self.stdout.write("no failed jobs")
+
+    def alerts(self, quiet: bool = False, **options: Any) -> None:
+        from jobs.alerts import alerts_check
+        from jobs.models import Alert
+
+        notified = alerts_check()
+        if not quiet:
+            for alert in Alert.objects.filter(firing=True):
+                sent = " (notified now)" if alert.key in notified else ""
+                self.stdout.write(f"firing  {alert.key}: {alert.message}{sent}")
+            if not Alert.objects.filter(firing=True).exists():
+                self.stdout.write("no alert firing")
+
+    def prometheus_rules(self, **options: Any) -> None:
+        from jobs.health import Thresholds
+        from jobs.prometheus import alert_rules
+
+        self.stdout.write(alert_rules(Thresholds.from_settings(), pools=selectors.queue_names()), ending="")
 
     # --- writes ---------------------------------------------------------------------------------------
     def retry(self, ids: list[int], all: bool, **options: Any) -> None:

@@ -1,0 +1,47 @@
+"""The jobs dashboard in headless Chromium against the running stack: live figures from both pools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.integration.conftest import ADMIN_PASSWORD
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.processes
+
+RETRY_ON = (NoSuchElementException, StaleElementReferenceException)
+
+
+def test_an_admin_opens_the_dashboard_and_sees_both_pools_live(
+    stack: Stack, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    browser.get(f"{stack.base_url}/admin/jobs/dashboard/")
+    assert "/admin/login/" in browser.current_url
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys(ADMIN_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+
+    wait = WebDriverWait(browser, 40, ignored_exceptions=RETRY_ON)
+    wait.until(
+        lambda d: d.find_element(By.ID, "kiln-updated").text != "never",
+        message="the dashboard never loaded its figures",
+    )
+    wait.until(
+        lambda d: all(f"{pool}@" in d.find_element(By.ID, "kiln-pools").text for pool in ("high", "default")),
+        message="the pools table never listed a worker of each pool",
+    )
+    for queue in ("high", "default"):
+        card = browser.find_element(By.CSS_SELECTOR, f'[data-queue="{queue}"]')
+        level = card.find_element(By.CSS_SELECTOR, '[data-field="level"]').text
+        assert level in {"healthy", "warning", "critical"}
+        assert card.find_element(By.CSS_SELECTOR, '[data-field="depth"]').text.isdigit()
+    assert browser.find_element(By.ID, "kiln-broker").text == "reachable"
+    screenshot = tmp_path / "dashboard.png"
+    browser.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 10_000
