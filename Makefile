@@ -6,7 +6,7 @@ MANAGE := $(PY) manage.py
 INSTALLED := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-database lint chromium status ctl stop bench clean
+.PHONY: setup run test test-database lint chromium nginx status ctl stop bench clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Kiln needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -22,7 +22,7 @@ setup: $(INSTALLED)
 run: setup
 	$(MANAGE) kiln run
 
-test: setup lint chromium
+test: setup lint chromium nginx
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The report-page test drives Debian's chromium through chromedriver. As root (CI, a fresh server) it is
@@ -33,6 +33,24 @@ chromium:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 		else \
 			echo "make test needs Chromium for the browser test: sudo apt-get install chromium chromium-driver"; \
+			exit 1; \
+		fi; \
+	fi
+
+# The tests of deploy/nginx/kiln.conf run nginx -t and their own nginx on free loopback ports. As root
+# it is installed here. Debian's package would start the system nginx on port 80 at install: a
+# policy-rc.d that refuses service starts (invoke-rc.d and deb-systemd-invoke honour it) prevents that
+# for the length of the install, unless the machine already has a policy of its own.
+nginx:
+	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			policy=/usr/sbin/policy-rc.d; made=; \
+			if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod +x $$policy && made=1; fi; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; status=$$?; \
+			if [ -n "$$made" ]; then rm -f $$policy; fi; \
+			exit $$status; \
+		else \
+			echo "make test needs nginx for the deploy tests: sudo apt-get install nginx"; \
 			exit 1; \
 		fi; \
 	fi

@@ -146,6 +146,29 @@ STATIC_ROOT = env_path(_env, "STATIC_ROOT", KILN_VAR_DIR / "static")
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env_path(_env, "MEDIA_ROOT", KILN_VAR_DIR / "media")
 
+# --- Behind nginx (deploy/nginx/kiln.conf) ------------------------------------------------------------
+# nginx always overwrites X-Forwarded-Proto with the scheme the client used, and gunicorn listens on
+# loopback only, so the header can be trusted: request.is_secure() is true for an https request.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# nginx passes the client's Host header itself (proxy_set_header Host $host): no X-Forwarded-Host.
+USE_X_FORWARDED_HOST = False
+# Origins (scheme://host[:port]) whose POSTs Django accepts, e.g. https://kiln.example.com when a form
+# is posted across origins; same-origin forms behind nginx need nothing here.
+CSRF_TRUSTED_ORIGINS = env_list(_env, "KILN_CSRF_TRUSTED_ORIGINS", [])
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if not _origin.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(
+            f"KILN_CSRF_TRUSTED_ORIGINS items must start with http:// or https://, got {_origin!r}"
+        )
+# True once nginx serves the site over https (the TLS variant in kiln.conf): cookies are sent over https
+# only, plain http is redirected, and browsers are told to use https for a year (HSTS). Off by default
+# so `make run` (plain http on 127.0.0.1) keeps working.
+KILN_TLS = env_bool(_env, "KILN_TLS", False)
+SESSION_COOKIE_SECURE = KILN_TLS
+CSRF_COOKIE_SECURE = KILN_TLS
+SECURE_SSL_REDIRECT = KILN_TLS
+SECURE_HSTS_SECONDS = 365 * 24 * 3600 if KILN_TLS else 0
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "reports:list"
 

@@ -23,6 +23,7 @@ urlpatterns = [
     path("reports/", include("reports.urls")),
     path("api/images/", include("thumbnails.urls")),
     path("admin/jobs/dashboard/", include("jobs.dashboard")),
+    path("jobs/", include("jobs.urls")),
     path("admin/", admin.site.urls),
     path("healthz", monitoring.healthz, name="healthz"),
     path("metrics", monitoring.metrics, name="metrics"),

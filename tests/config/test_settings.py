@@ -19,14 +19,15 @@ SETTINGS_VARIABLES = [
     "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL", "TIME_ZONE", "KILN_PORT",
     "KILN_FLOWER_PORT", "KILN_VAR_DIR", "KILN_LOG_DIR", "KILN_VISIBILITY_TIMEOUT", "LOG_LEVEL",
     "KILN_HIGH_MIN_PROCESSES", "KILN_HIGH_MAX_PROCESSES", "KILN_DEFAULT_CONCURRENCY", "KILN_WEB_WORKERS",
+    "KILN_TLS", "KILN_CSRF_TRUSTED_ORIGINS",
 ]  # fmt: skip
 
 
-def load_settings(**variables: str) -> subprocess.CompletedProcess[str]:
+def load_settings(code: str = PRINT_SETTINGS, **variables: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k not in SETTINGS_VARIABLES}
     environ.update(DJANGO_SETTINGS_MODULE="config.settings", **variables)
     return subprocess.run(
-        [sys.executable, "-c", PRINT_SETTINGS],
+        [sys.executable, "-c", code],
         cwd=REPO,
         env=environ,
         capture_output=True,
@@ -68,6 +69,11 @@ def test_database_url_and_redis_url_switch_to_postgresql_and_a_system_redis() ->
             "KILN_VISIBILITY_TIMEOUT must be above the longest task time limit",
         ),
         ({"KILN_HIGH_MIN_PROCESSES": "12"}, "KILN_HIGH_MIN_PROCESSES must be at most 10"),
+        ({"KILN_TLS": "maybe"}, "KILN_TLS must be true or false"),
+        (
+            {"KILN_CSRF_TRUSTED_ORIGINS": "kiln.example.com"},
+            "KILN_CSRF_TRUSTED_ORIGINS items must start with http:// or https://",
+        ),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_the_variable(variables: dict[str, str], message: str) -> None:
@@ -81,3 +87,39 @@ def test_production_settings_load_when_every_secret_is_given() -> None:
     result = load_settings(DEBUG="false", SECRET_KEY="s3cret-from-the-env-file", ALLOWED_HOSTS="kiln.example")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[2] == "False"
+
+
+PRINT_PROXY_SETTINGS = (
+    "import django; django.setup(); from django.conf import settings as s; "
+    "print(s.SECURE_PROXY_SSL_HEADER, s.CSRF_TRUSTED_ORIGINS, s.SESSION_COOKIE_SECURE, "
+    "s.CSRF_COOKIE_SECURE, s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, sep='|')"
+)
+
+
+def test_plain_http_by_default_so_make_run_keeps_working_behind_no_proxy() -> None:
+    result = load_settings(PRINT_PROXY_SETTINGS)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().split("|") == [
+        "('HTTP_X_FORWARDED_PROTO', 'https')",
+        "[]",
+        "False",
+        "False",
+        "False",
+        "0",
+    ]
+
+
+def test_kiln_tls_makes_cookies_secure_redirects_to_https_and_sends_hsts() -> None:
+    result = load_settings(
+        PRINT_PROXY_SETTINGS,
+        KILN_TLS="true",
+        KILN_CSRF_TRUSTED_ORIGINS="https://kiln.example.com, https://ops.example.com",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().split("|")[1:] == [
+        "['https://kiln.example.com', 'https://ops.example.com']",
+        "True",
+        "True",
+        "True",
+        "31536000",
+    ]

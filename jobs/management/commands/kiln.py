@@ -1,4 +1,4 @@
-"""`manage.py kiln setup|run|ctl`: set up Kiln and run its whole stack under supervisord."""
+"""`manage.py kiln setup|run|ctl|check`: set up Kiln, run its whole stack under supervisord, check a deploy."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import os
 import secrets
 import shutil
 import sys
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from jobs import stack
+from jobs import deploy_check, stack
 
 
 class Command(BaseCommand):
@@ -29,9 +31,26 @@ class Command(BaseCommand):
             metavar="ARG",
             help="supervisorctl arguments, e.g. `status` or `restart kiln:web`",
         )
+        check = sub.add_parser(
+            "check",
+            help="Check the live settings and the deploy files against Kiln's contracts, "
+            "with Django's `check --deploy`; exit 1 on any finding.",
+        )
+        check.add_argument(
+            "--deploy-dir",
+            type=Path,
+            default=settings.BASE_DIR / "deploy",
+            help="the directory with supervisor/, systemd/ and nginx/ (default: the checkout's deploy/)",
+        )
+        check.add_argument(
+            "--fail-level",
+            choices=["WARNING", "ERROR"],
+            default="WARNING",
+            help="Django's messages from this level up are findings, the others notes (default: WARNING)",
+        )
 
     def handle(self, *args, action: str, **options) -> None:
-        {"setup": self.setup, "run": self.run, "ctl": self.ctl}[action](**options)
+        {"setup": self.setup, "run": self.run, "ctl": self.ctl, "check": self.check_deploy}[action](**options)
 
     def setup(self, **options) -> None:
         stack.runtime_directories_create()
@@ -96,3 +115,20 @@ class Command(BaseCommand):
         if path is None:
             raise CommandError(f"{name} not found: install the requirements (`make setup`).")
         os.execve(path, [path, *args], {**os.environ, **stack.supervisor_environment()})
+
+    def check_deploy(self, deploy_dir: Path, fail_level: str, **options) -> None:
+        if not deploy_dir.is_dir():
+            raise CommandError(f"{deploy_dir} is not a directory")
+        django_findings, notes = deploy_check.django_findings(
+            deploy_check.django_deploy_checks(), getattr(checks, fail_level)
+        )
+        findings = [
+            *deploy_check.check_settings(settings),
+            *deploy_check.check_deploy_dir(deploy_dir, settings),
+            *django_findings,
+        ]
+        for line in [*map(str, findings), *notes]:
+            self.stdout.write(line)
+        if findings:
+            raise CommandError(f"{len(findings)} finding(s) in {deploy_dir} and the settings", returncode=1)
+        self.stdout.write(self.style.SUCCESS(f"No findings in {deploy_dir} and the settings."))
