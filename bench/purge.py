@@ -155,6 +155,8 @@ def main() -> int:
     parser.add_argument(
         "--rows", type=int, default=1_000_000, help="expired rows per measurement (1,000,000)"
     )
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], help="only this database")
+    parser.add_argument("--variant", choices=["plain", "receiver"], help="only this variant")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -165,6 +167,10 @@ def main() -> int:
     sys.path.insert(0, str(REPO))
     databases: list[tuple[str, str | None]] = [("sqlite", None)]
     url = postgres_url()
+    if args.database == "sqlite":
+        url = None
+    if args.database == "postgresql":
+        databases = []
     if url:
         databases.append(("postgresql", url))
     else:
@@ -173,6 +179,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kiln-bench-purge-") as tmp:
         for database, db_url in databases:
             for variant, methods in (("plain", ("kiln", "naive", "raw")), ("receiver", ("kiln", "naive"))):
+                if args.variant and variant != args.variant:
+                    continue
                 print(f"\n{database}, {variant}, {args.rows:,} expired rows")
                 print(f"{'method':<8}{'seconds':>9}{'peak MB':>9}{'longest txn s':>15}{'signals':>10}")
                 results = {}

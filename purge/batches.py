@@ -10,6 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from django.db import connections
+from django.db.models import Model, QuerySet
+from django.db.models.deletion import get_candidate_relations_to_delete
+from django.db.models.signals import post_delete, pre_delete
+
 from purge import registry
 
 
@@ -34,9 +39,7 @@ def row_batch(
     faster than `pk IN (...)` on PostgreSQL). A range with nothing expired in it jumps to the next expired
     key, so sparse tables are not walked key by key.
 
-    `QuerySet.delete()` is the right depth for both kinds of model: with no delete signals or cascades to
-    honour, Django issues that single DELETE and instantiates nothing; with some, it collects the range's
-    rows (at most `size`) and sends every signal.
+    Removing honours what the model asks for, at the least cost (`rows_delete`).
 
     The cursor is "last key done:last key of the span".
     """
@@ -52,11 +55,7 @@ def row_batch(
         done_key, end = low - 1, expired.order_by("-pk").values_list("pk", flat=True).first()
     upper = min(done_key + size, end)
     batch = expired.filter(pk__gt=done_key, pk__lte=upper)
-    if dry_run:
-        removed = batch.count()
-    else:
-        _total, per_model = batch.delete()
-        removed = per_model.get(model._meta.label, 0)
+    removed = batch.count() if dry_run else rows_delete(model, batch)
     if upper < end and removed == 0:
         following = (
             expired.filter(pk__gt=upper, pk__lte=end).order_by("pk").values_list("pk", flat=True).first()
@@ -68,6 +67,42 @@ def row_batch(
         removed_bytes=0,
         cursor=f"{upper}:{end}",
         done=upper >= end,
+    )
+
+
+def rows_delete(model: type[Model], rows: QuerySet) -> int:
+    """Delete `rows` (one batch) the cheapest way that honours the model's delete signals and relations.
+
+    - No signals, nothing referencing the model: one DELETE over the range, nothing instantiated.
+    - Signals but nothing referencing it: the rows are read once (locked on PostgreSQL, so none changes
+      before the DELETE; SQLite's IMMEDIATE transaction holds its write lock already), pre_delete is sent
+      for each, one DELETE removes the range, post_delete follows. This is what Django's collector does
+      for such a model, minus its DELETE of 100 keys at a time (50 statements for a batch of 5,000).
+    - Anything referencing it (cascades, SET_NULL, many-to-many, generic relations, parents): Django's
+      collector, which knows every rule.
+    """
+    using = rows.db
+    if _has_delete_relations(model):
+        _total, per_model = rows.delete()
+        return per_model.get(model._meta.label, 0)
+    if not (pre_delete.has_listeners(model) or post_delete.has_listeners(model)):
+        return rows._raw_delete(using)
+    instances = list(rows.select_for_update() if connections[using].features.has_select_for_update else rows)
+    for instance in instances:
+        pre_delete.send(sender=model, instance=instance, using=using, origin=rows)
+    deleted = rows._raw_delete(using)
+    for instance in instances:
+        post_delete.send(sender=model, instance=instance, using=using, origin=rows)
+        setattr(instance, model._meta.pk.attname, None)
+    return deleted
+
+
+def _has_delete_relations(model: type[Model]) -> bool:
+    opts = model._meta
+    return bool(
+        opts.parents
+        or any(True for _ in get_candidate_relations_to_delete(opts))
+        or any(hasattr(field, "bulk_related_objects") for field in opts.private_fields)
     )
 
 

@@ -156,11 +156,17 @@ def _work(run: PurgeRun, target: registry.Target, budget: float) -> str:
         )
     PurgeRun.objects.filter(pk=run.pk).update(tasks=F("tasks") + 1)
     cursor = run.cursor
+    lock_checked = time.monotonic()
     while True:
         batch_started = time.monotonic()
         with transaction.atomic():
+            # The lock lasts LOCK_SECONDS; extending it every quarter of that (checking first that it is
+            # still ours, as a run that stalled past expiry may have lost it) keeps it, without a statement
+            # per batch.
+            if batch_started - lock_checked > LOCK_SECONDS / 4:
+                _lock_extend(policy.pk, run.pk)
+                lock_checked = batch_started
             batch = _next_batch(target, run, cursor)
-            _lock_extend(policy.pk, run.pk)
             PurgeRun.objects.filter(pk=run.pk).update(
                 cursor=batch.cursor,
                 examined=F("examined") + batch.examined,
