@@ -3,7 +3,8 @@
 For N expired rows (default 1,000,000) of ReportHistoryRecord, in two variants (plain, and with a post_delete
 receiver connected), on SQLite and on PostgreSQL when one answers on 127.0.0.1:5432, each method runs in a
 fresh process on freshly inserted rows and reports its wall time, the peak memory (max RSS) of that process
-and the longest single transaction it held:
+and the longest single transaction it held, and the longest wait of another writer that writes a row every
+50 ms meanwhile (how long the purge keeps an upload or a job's status update out):
 
   kiln    a retention-policy run (purge.services.purge_run_execute): batches of 5,000 by primary key, one
           short transaction each, progress committed with each batch
@@ -94,6 +95,19 @@ def child(method: str, variant: str, rows: int) -> None:
         return original(self, autocommit, *args, **kwargs)
 
     wrapper_class.set_autocommit = timed
+
+    # Another writer (an upload, a job's status) while the purge runs: a separate process that writes a
+    # row every 50 ms. Its longest wait says how long the purge keeps everyone else out.
+    stop_file = Path(os.environ["KILN_VAR_DIR"]) / "writer.stop"
+    stop_file.unlink(missing_ok=True)
+    writer = subprocess.Popen(
+        [sys.executable, __file__, "--writer", str(report.pk), str(stop_file)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    while not stop_file.with_suffix(".ready").exists():
+        time.sleep(0.05)
     cutoff = timezone.now() - timedelta(days=90)
     started = time.perf_counter()
     if method == "kiln":
@@ -107,14 +121,41 @@ def child(method: str, variant: str, rows: int) -> None:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {table} WHERE rendered_at < %s", [cutoff])
     seconds = time.perf_counter() - started
+    stop_file.touch()
+    writer_wait = json.loads(writer.communicate(timeout=120)[0].strip().splitlines()[-1])["max_wait"]
     wrapper_class.set_autocommit = original
     left = ReportHistoryRecord.objects.count()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         json.dumps(
-            {"seconds": seconds, "peak_mb": peak_mb, "longest": longest, "signals": signals, "left": left}
+            {
+                "seconds": seconds,
+                "peak_mb": peak_mb,
+                "longest": longest,
+                "writer_wait": writer_wait,
+                "signals": signals,
+                "left": left,
+            }
         )
     )
+
+
+def other_writer(report_id: int, stop_file: Path) -> None:
+    """Runs in its own process: update one row every 50 ms until told to stop; print the longest wait."""
+    import django
+
+    django.setup()
+    from reports.models import Report
+
+    waits = []
+    Report.objects.filter(pk=report_id).update(name="bench")  # connected and warm before the purge starts
+    stop_file.with_suffix(".ready").touch()
+    while not stop_file.exists():
+        began = time.perf_counter()
+        Report.objects.filter(pk=report_id).update(name="bench")
+        waits.append(time.perf_counter() - began)
+        time.sleep(0.05)
+    print(json.dumps({"max_wait": max(waits, default=0.0), "writes": len(waits)}))
 
 
 def postgres_url() -> str | None:
@@ -158,7 +199,11 @@ def main() -> int:
     parser.add_argument("--database", choices=["sqlite", "postgresql"], help="only this database")
     parser.add_argument("--variant", choices=["plain", "receiver"], help="only this variant")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--writer", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.writer:
+        other_writer(int(args.writer[0]), Path(args.writer[1]))
+        return 0
     if args.child:
         method, variant, rows = args.child
         child(method, variant, int(rows))
@@ -182,14 +227,18 @@ def main() -> int:
                 if args.variant and variant != args.variant:
                     continue
                 print(f"\n{database}, {variant}, {args.rows:,} expired rows")
-                print(f"{'method':<8}{'seconds':>9}{'peak MB':>9}{'longest txn s':>15}{'signals':>10}")
+                print(
+                    f"{'method':<8}{'seconds':>9}{'peak MB':>9}{'longest txn s':>15}"
+                    f"{'other writer s':>16}{'signals':>11}"
+                )
                 results = {}
                 for method in methods:
                     var_dir = Path(tmp) / f"{database}-{variant}-{method}"
                     r = results[method] = measure(database, db_url, var_dir, method, variant, args.rows)
                     assert r["left"] == 0, f"{method} left {r['left']} rows"
                     print(
-                        f"{method:<8}{r['seconds']:>9.2f}{r['peak_mb']:>9.0f}{r['longest']:>15.3f}{r['signals']:>10,}"
+                        f"{method:<8}{r['seconds']:>9.2f}{r['peak_mb']:>9.0f}{r['longest']:>15.3f}"
+                        f"{r['writer_wait']:>16.3f}{r['signals']:>11,}"
                     )
                 kiln = results["kiln"]
                 checks = [

@@ -157,6 +157,7 @@ def _work(run: PurgeRun, target: registry.Target, budget: float) -> str:
     PurgeRun.objects.filter(pk=run.pk).update(tasks=F("tasks") + 1)
     cursor = run.cursor
     lock_checked = time.monotonic()
+    gaps = WriterGaps()
     while True:
         batch_started = time.monotonic()
         with transaction.atomic():
@@ -175,7 +176,7 @@ def _work(run: PurgeRun, target: registry.Target, budget: float) -> str:
                 batches=F("batches") + (1 if batch.examined else 0),
             )
         cursor = batch.cursor
-        _let_other_writers_in(time.monotonic() - batch_started)
+        gaps.after_batch(time.monotonic() - batch_started)
         if batch.done:
             _finish(run.pk, PurgeRun.State.DONE)
             _lock_release(policy.pk, run.pk)
@@ -187,14 +188,27 @@ def _work(run: PurgeRun, target: registry.Target, budget: float) -> str:
 
 
 # SQLite has one write lock for the whole database. A purge that began its next batch the instant it committed
-# the last would starve every other writer (an upload, a job's status), whose busy handler only looks again
-# every few to 100 ms. Pausing a quarter of each batch's time costs the purge a quarter and lets them in.
-SQLITE_PAUSE_FRACTION = 0.25
+# the last would starve every other writer (an upload, a job's status): SQLite's busy handler makes a waiting
+# connection sleep and look again, every 100 ms once it has waited a quarter of a second, so only a gap of
+# 100 ms is sure to be seen. After each second of work the run leaves the lock free for that long: a writer
+# waits about a second at most, for a tenth of the purge's time (measured in bench/purge.py, "other writer").
+SQLITE_WORK_SECONDS = 1.0
+SQLITE_GAP_SECONDS = 0.1
 
 
-def _let_other_writers_in(batch_seconds: float) -> None:
-    if connection.vendor == "sqlite":
-        time.sleep(batch_seconds * SQLITE_PAUSE_FRACTION)
+class WriterGaps:
+    """Counts a run's time under the write lock and leaves a gap when a second of it has gone by."""
+
+    def __init__(self) -> None:
+        self.worked = 0.0
+
+    def after_batch(self, batch_seconds: float) -> None:
+        if connection.vendor != "sqlite":
+            return
+        self.worked += batch_seconds
+        if self.worked >= SQLITE_WORK_SECONDS:
+            time.sleep(SQLITE_GAP_SECONDS)
+            self.worked = 0.0
 
 
 @contextmanager
