@@ -52,6 +52,7 @@ def limit_pool_process_memory(**kwargs) -> None:
 
 # Kiln's worker side (jobs/worker.py): paused queues stay paused across restarts; `manage.py jobs`
 # pauses, resumes, scales and reports through the remote-control commands it registers.
+import jobs.recovery  # noqa: E402, F401 - connects the worker lease (fast recovery of a dead worker's jobs)
 from jobs.worker import PausedQueues  # noqa: E402 - needs the app above
 
 app.steps["consumer"].add(PausedQueues)

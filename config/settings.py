@@ -193,6 +193,10 @@ KILN_THUMBNAIL_RETRY_DELAYS = (10, 30, 60)
 # `default` queue's 280 s soft limit, so no run is ever killed mid-batch by its time limit.
 KILN_PURGE_TASK_BUDGET_SECONDS = env_int(_env, "KILN_PURGE_TASK_BUDGET_SECONDS", 240, minimum=1, maximum=270)
 
+# A worker whose lease has not been renewed for this long is dead, and its unacknowledged jobs go back to
+# their queues (jobs/recovery.py) instead of waiting out KILN_VISIBILITY_TIMEOUT. 0 turns this off.
+KILN_WORKER_DEAD_AFTER_SECONDS = env_int(_env, "KILN_WORKER_DEAD_AFTER_SECONDS", 30, minimum=0, maximum=600)
+
 # --- Jobs: history, health, alerts, metrics --------------------------------------------------------
 # Every published task gets a row in jobs.Job, written in bulk from Celery's signals (jobs/recording.py).
 KILN_JOB_HISTORY = env_bool(_env, "KILN_JOB_HISTORY", True)

@@ -1,0 +1,179 @@
+"""Fast recovery of a dead worker's jobs: what Sidekiq Pro's super_fetch does for Ruby, on kombu's Redis.
+
+With `acks_late`, a job stays in kombu's `unacked` hash from delivery until the worker acknowledges it. If
+the worker's main process dies (SIGKILL, OOM killer, a lost host), kombu puts those jobs back only once
+they are older than the visibility timeout, an hour in Kiln, which must exceed every time limit or a long
+job still running would be handed out twice. Kiln gets them back within a minute instead:
+
+- every worker process holds a lease: `kiln:worker-alive:<id>`, refreshed every DEAD_AFTER / 6 seconds
+  with an expiry of DEAD_AFTER (KILN_WORKER_DEAD_AFTER_SECONDS, 30 s), where <id> is hostname, pid and a
+  random part, so a worker restarted under the same name is a new lease;
+- when the main process receives a job, it adds the message's delivery tag to `kiln:worker-owned:<id>`;
+- every DEAD_AFTER / 3 seconds each worker looks for owned sets whose lease has expired. One found twice,
+  a scan apart (so a live worker that lost Redis for a moment gets to renew first), is dead: each of its
+  tags still in `unacked` goes back to its queue through kombu's own `restore_by_tag` (a WATCH/MULTI
+  transaction: two workers recovering at once restore a job once), and the set is deleted.
+
+A job whose worker died is therefore running again within DEAD_AFTER + 2 scans (about 50 s by default),
+redelivered (at least once: the dead worker may have finished it without acknowledging). A worker that
+stops gracefully deletes its lease after its last acknowledgement; kombu returns its prefetched jobs itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Any
+
+from celery.signals import task_received, worker_init, worker_shutdown
+
+logger = logging.getLogger(__name__)
+
+ALIVE_PREFIX = "kiln:worker-alive:"
+OWNED_PREFIX = "kiln:worker-owned:"
+SUSPECT_PREFIX = "kiln:worker-suspect:"
+
+
+class WorkerLease:
+    def __init__(self, app: Any, hostname: str, dead_after: float) -> None:
+        self.app = app
+        self.id = f"{hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.dead_after = dead_after
+        self.connection = app.connection_for_write()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="kiln-worker-lease", daemon=True)
+
+    @property
+    def client(self) -> Any:
+        # redis-py's client is thread-safe (a pool of connections); kombu's channel objects are not, and
+        # only the client is used here.
+        return self.connection.default_channel.client
+
+    def start(self) -> None:
+        # No broker I/O here: the worker may start before Redis answers; the thread renews once it does.
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        try:
+            self.client.delete(OWNED_PREFIX + self.id, ALIVE_PREFIX + self.id)
+        except Exception:
+            logger.warning("could not delete worker lease %s", self.id, exc_info=True)
+        self.connection.release()
+
+    def renew(self) -> None:
+        self.client.set(ALIVE_PREFIX + self.id, int(time.time()), ex=max(int(self.dead_after), 1))
+
+    def claim(self, delivery_tag: str) -> None:
+        # Renewed in the same round trip: a job is never owned by a lease that was not yet written.
+        pipe = self.client.pipeline(transaction=False)
+        pipe.sadd(OWNED_PREFIX + self.id, delivery_tag)
+        pipe.set(ALIVE_PREFIX + self.id, int(time.time()), ex=max(int(self.dead_after), 1))
+        pipe.execute()
+
+    def _run(self) -> None:
+        renew_every, scan_every = self.dead_after / 6, self.dead_after / 3
+        last_scan = last_prune = time.monotonic()
+        while True:
+            try:
+                self.renew()
+                now = time.monotonic()
+                if now - last_scan >= scan_every:
+                    last_scan = now
+                    dead_workers_recover(self.app, self.client, scan_every=scan_every, own_id=self.id)
+                if now - last_prune >= self.dead_after:
+                    last_prune = now
+                    owned_prune(self.client, OWNED_PREFIX + self.id)
+            except Exception:  # the broker is down: the worker reconnects by itself; keep trying
+                logger.warning("worker lease %s: broker unreachable", self.id, exc_info=True)
+            if self.stopping.wait(renew_every):
+                return
+
+
+def owned_prune(client: Any, key: str) -> None:
+    """Forget tags already acknowledged (no longer in kombu's `unacked` hash)."""
+    tags = list(client.smembers(key))
+    if not tags:
+        return
+    pipe = client.pipeline(transaction=False)
+    for tag in tags:
+        pipe.hexists("unacked", tag)
+    gone = [tag for tag, present in zip(tags, pipe.execute(), strict=True) if not present]
+    if gone:
+        client.srem(key, *gone)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def dead_workers_recover(app: Any, client: Any, *, scan_every: float, own_id: str = "") -> int:
+    """Put the unacknowledged jobs of every dead worker back in their queues; returns how many."""
+    recovered = 0
+    for key in client.scan_iter(match=OWNED_PREFIX + "*", count=100):
+        worker_id = _text(key)[len(OWNED_PREFIX) :]
+        if worker_id == own_id or client.exists(ALIVE_PREFIX + worker_id):
+            client.delete(SUSPECT_PREFIX + worker_id)
+            continue
+        # First seen dead now: note when, and look again at the next scan.
+        suspect_since = client.get(SUSPECT_PREFIX + worker_id)
+        if suspect_since is None:
+            client.set(SUSPECT_PREFIX + worker_id, time.time(), ex=int(scan_every * 10) + 1)
+            continue
+        if time.time() - float(suspect_since) < scan_every * 0.9:
+            continue
+        recovered += worker_jobs_restore(app, client, worker_id)
+    return recovered
+
+
+def worker_jobs_restore(app: Any, client: Any, worker_id: str) -> int:
+    key = OWNED_PREFIX + worker_id
+    tags = [_text(tag) for tag in client.smembers(key)]
+    pipe = client.pipeline(transaction=False)
+    for tag in tags:
+        pipe.hexists("unacked", tag)
+    unacked = [tag for tag, present in zip(tags, pipe.execute(), strict=True) if present]
+    with app.connection_for_write() as connection:
+        qos = connection.default_channel.qos
+        for tag in unacked:
+            qos.restore_by_tag(tag)
+    client.delete(key, SUSPECT_PREFIX + worker_id)
+    if unacked:
+        logger.warning(
+            "worker %s is dead: %d unacknowledged job(s) put back in their queues", worker_id, len(unacked)
+        )
+    return len(unacked)
+
+
+# The lease of this worker process (None outside a worker, or with recovery off).
+LEASE: WorkerLease | None = None
+
+
+@worker_init.connect
+def lease_take(sender: Any = None, **kwargs: Any) -> None:
+    """Before the pool starts and the first job arrives; held until every job of the worker has finished."""
+    global LEASE
+    from django.conf import settings
+
+    if settings.KILN_WORKER_DEAD_AFTER_SECONDS and sender is not None:
+        LEASE = WorkerLease(sender.app, sender.hostname, settings.KILN_WORKER_DEAD_AFTER_SECONDS)
+        LEASE.start()
+
+
+@worker_shutdown.connect
+def lease_return(sender: Any = None, **kwargs: Any) -> None:
+    # Sent after the warm shutdown finished every running job and acknowledged it.
+    global LEASE
+    if LEASE is not None:
+        LEASE.stop()
+        LEASE = None
+
+
+@task_received.connect
+def claim_received_job(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
+    if LEASE is not None and request is not None and request.message is not None:
+        LEASE.claim(request.message.delivery_tag)
