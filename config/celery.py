@@ -34,7 +34,12 @@ class QueueTimeLimits:
         if limits is None:
             return None
         hard, soft = limits
-        return {"time_limit": hard, "soft_time_limit": soft}
+        return {
+            "time_limit": hard,
+            "soft_time_limit": soft,
+            # The delay of a retry after the worker was lost (and of a `self.retry()` without countdown).
+            "default_retry_delay": settings.KILN_WORKER_LOST_RETRY_SECONDS,
+        }
 
 
 @worker_process_init.connect

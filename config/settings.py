@@ -308,6 +308,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # each process reserve one message only, so a busy process never sits on jobs an idle one could take.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A job whose pool process dies (the OOM killer, a crash, a poison pill that kills its own process) is
+# retried like a failure, counting against the task's max_retries (3 unless the task says otherwise), after
+# KILN_WORKER_LOST_RETRY_SECONDS; once they are spent it fails for good ("worker lost N times") instead of
+# being handed back forever. A job that never started (its worker died before) is not counted.
+CELERY_TASK_RETRY_ON_WORKER_LOST = True
+KILN_WORKER_LOST_RETRY_SECONDS = env_int(_env, "KILN_WORKER_LOST_RETRY_SECONDS", 10, minimum=0, maximum=600)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # On a lost broker connection, running acks_late tasks are cancelled (and redelivered) instead of
 # finishing into an acknowledgement that can no longer be sent.

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from billiard.exceptions import WorkerLostError
 from celery import signals
 
 from jobs.models import Job
@@ -112,6 +113,11 @@ def record_failed(
         return
     event = _request_event(sender, Job.State.FAILED, finished_at=now(), **exception_fields(exception, einfo))
     event.task_id = task_id
+    if isinstance(exception, WorkerLostError):
+        # Billiard's message names the signal; the operator needs to know it was not a one-off.
+        event.exception_message = (
+            f"the worker was lost on attempt {event.attempt}, the last one allowed: {event.exception_message}"
+        )
     # Written now, in this process: a failed job's record must not wait in a buffer.
     recorder.record(event, urgent=True)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 
 import redis
@@ -56,6 +57,13 @@ def count(sleep: float = 0.0) -> None:
     pipe.setnx(f"{COUNT_KEY}:first", now)
     pipe.set(f"{COUNT_KEY}:last", now)
     pipe.execute()
+
+
+@shared_task(name="probe.poison")
+def poison(key: str) -> None:
+    """A poison pill: records the attempt, then kills its own pool process, every time."""
+    _redis().rpush(RECORDS_KEY, json.dumps({"key": key, "pid": os.getpid()}))
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 FAULT_KEY = "probe:fault"
