@@ -36,15 +36,17 @@ def test_queue_of_follows_the_configured_routes() -> None:
     assert queue_of("jobs.tasks.anything") == "default"
 
 
-def test_each_task_gets_the_time_limits_of_its_queue() -> None:
+def test_each_task_gets_the_time_limits_of_its_queue_and_the_worker_lost_retry_delay() -> None:
     annotation = QueueTimeLimits()
     assert annotation.annotate(SimpleNamespace(name="thumbnails.tasks.x")) == {
         "time_limit": 120,
         "soft_time_limit": 110,
+        "default_retry_delay": 10,
     }
     assert annotation.annotate(SimpleNamespace(name="purge.tasks.y")) == {
         "time_limit": 300,
         "soft_time_limit": 280,
+        "default_retry_delay": 10,
     }
 
 

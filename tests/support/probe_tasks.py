@@ -59,6 +59,21 @@ def count(sleep: float = 0.0) -> None:
     pipe.execute()
 
 
+EFFECTS_KEY = "probe:effects"
+
+
+@shared_task(name="probe.effect", bind=True)
+def effect(self, key: str, sleep: float = 0.0) -> None:
+    """A job with one side effect, written idempotently (like a rendition's atomic rename): every run is
+    recorded, the effect is set once (HSETNX), and a run that finds it already set counts a duplicate."""
+    client = _redis()
+    client.rpush(RECORDS_KEY, json.dumps({"key": key, "pid": os.getpid(), "hostname": self.request.hostname}))
+    if sleep:
+        time.sleep(sleep)
+    if not client.hsetnx(EFFECTS_KEY, key, os.getpid()):
+        client.incr(f"{EFFECTS_KEY}:again")
+
+
 @shared_task(name="probe.poison")
 def poison(key: str) -> None:
     """A poison pill: records the attempt, then kills its own pool process, every time."""
