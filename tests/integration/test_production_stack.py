@@ -13,6 +13,7 @@ environment to its programs, so kiln.conf runs unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import ipaddress
 import os
@@ -96,7 +97,8 @@ class Production:
         return int(done.stdout.strip() or 0)
 
     def image_count(self) -> int:
-        with sqlite3.connect(self.stack.var_dir / "db.sqlite3") as db:
+        # Read-only, straight from the stack's SQLite file (WAL: readers never block its writers).
+        with contextlib.closing(sqlite3.connect(self.stack.var_dir / "db.sqlite3")) as db:
             return db.execute("SELECT count(*) FROM thumbnails_image").fetchone()[0]
 
     def media_files(self) -> set[Path]:
@@ -263,6 +265,9 @@ def test_shutting_a_worker_down_through_flowers_api_is_refused_and_the_worker_li
     client = production.client()
     client.login(user)
     worker = f"high@{socket.gethostname()}"
+    # The worker's page first, as a person would before pressing Shutdown: it also makes Flower inspect
+    # the worker, without which Flower answers 404 "Unknown worker" to a shutdown that got through.
+    assert client.request("GET", f"/flower/worker/{worker}").status == 200
     response = client.request("POST", f"/flower/api/worker/shutdown/{worker}")
     assert not 200 <= response.status < 300, f"Flower's shutdown answered {response.status}"
 
