@@ -110,6 +110,7 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Production]
     root = tmp_path_factory.mktemp("production")
     var_dir = root / "var"
     static_root = root / "static"
+    media_root = var_dir / "media"
     nginx_port = free_port()
     with running_stack(
         var_dir,
@@ -117,6 +118,7 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Production]
         SECRET_KEY="test-only-secret-key-for-the-production-stack-test-0123456789abcdef",
         ALLOWED_HOSTS="127.0.0.1",
         STATIC_ROOT=str(static_root),
+        MEDIA_ROOT=str(media_root),
         DJANGO_SUPERUSER_PASSWORD=ADMIN_PASSWORD,
         CELERY_WORKER_INCLUDE=PROBE_TASKS,
     ) as stack:
@@ -129,7 +131,7 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Production]
             web_port=int(stack.environ["KILN_PORT"]),
             flower_port=int(stack.environ["KILN_FLOWER_PORT"]),
             static_root=static_root,
-            media_root=var_dir / "media",
+            media_root=media_root,
         )
         kiln_conf = root / "kiln.conf"
         kiln_conf.write_text(render_kiln_conf(site))
