@@ -150,7 +150,7 @@ MEDIA_ROOT = env_path(_env, "MEDIA_ROOT", KILN_VAR_DIR / "media")
 # nginx always overwrites X-Forwarded-Proto with the scheme the client used, and gunicorn listens on
 # loopback only, so the header can be trusted: request.is_secure() is true for an https request.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-# nginx passes the client's Host header itself (proxy_set_header Host $host): no X-Forwarded-Host.
+# nginx passes the client's Host header itself (proxy_set_header Host $http_host): no X-Forwarded-Host.
 USE_X_FORWARDED_HOST = False
 # Origins (scheme://host[:port]) whose POSTs Django accepts, e.g. https://kiln.example.com when a form
 # is posted across origins; same-origin forms behind nginx need nothing here.

@@ -7,20 +7,18 @@ auth_request, the blocked paths, the headers), not Flower's.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import re
 import subprocess
 import threading
-import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests.support.http_client import MB, Client, post_oversized
 from tests.support.nginx import NGINX_CONF, NginxHarness, Site, nginx_binary, render_kiln_conf
 from tests.support.processes import (
     REPO,
@@ -34,7 +32,6 @@ from tests.support.stack import http_status, run_manage
 
 pytestmark = pytest.mark.processes
 
-MB = 1024 * 1024
 NGINX = nginx_binary()
 if NGINX is None:
     pytest.skip(
@@ -80,68 +77,6 @@ class FlowerStub(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
-
-
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> dict:
-        return json.loads(self.body)
-
-
-@dataclass
-class Client:
-    """HTTP through nginx, one connection per request, keeping cookies; never follows redirects."""
-
-    port: int
-    cookies: dict[str, str] = field(default_factory=dict)
-
-    def request(
-        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-    ) -> Response:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            all_headers = {"Content-Length": str(len(body)), **(headers or {})}
-            if self.cookies:
-                all_headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-            conn.request(method, path, body=body, headers=all_headers)
-            response = conn.getresponse()
-            data = response.read()
-            for value in response.headers.get_all("Set-Cookie") or []:
-                self.cookies.update({k: m.value for k, m in SimpleCookie(value).items()})
-            return Response(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
-        finally:
-            conn.close()
-
-    def login(self, username: str) -> None:
-        form = self.request("GET", "/admin/login/")
-        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', form.body).group(1).decode()
-        body = urllib.parse.urlencode(
-            {"username": username, "password": f"pw-{username}", "csrfmiddlewaretoken": token, "next": "/"}
-        ).encode()
-        done = self.request(
-            "POST", "/admin/login/", body, {"Content-Type": "application/x-www-form-urlencoded"}
-        )
-        assert done.status == 302, f"login of {username} failed: {done.status} {done.body[:300]!r}"
-
-
-def post_oversized(port: int, path: str, size: int) -> int:
-    """POST `size` bytes; nginx may answer before it has read them all."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.putrequest("POST", path)
-        conn.putheader("Content-Type", "application/octet-stream")
-        conn.putheader("Content-Length", str(size))
-        conn.endheaders()
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            for _ in range(size // MB):
-                conn.send(b"\0" * MB)
-        return conn.getresponse().status
-    finally:
-        conn.close()
 
 
 @dataclass
@@ -295,6 +230,18 @@ def test_anonymous_flower_redirects_to_the_admin_login_with_next(proxy: Proxy) -
         "/admin/login/?next=/flower/tasks%3Fstate%3DFAILURE%26limit%3D5"
     )
     assert not [seen for seen in proxy.flower_seen if seen[1].startswith("/flower/tasks?state=FAILURE")]
+
+
+def test_a_form_posted_to_nginx_on_a_port_of_its_own_passes_djangos_origin_check(proxy: Proxy) -> None:
+    # A browser's Origin carries the port (http://127.0.0.1:<port>); Django accepts the POST only if the
+    # Host nginx passes on carries it too. ($host drops it: a site on port 80 or 443 would never notice.)
+    client = proxy.client()
+    form = client.request("GET", "/accounts/login/")
+    token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', form.body).group(1).decode()
+    body = f"username=staff&password=pw-staff&csrfmiddlewaretoken={token}".encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Origin": client.origin}
+    done = client.request("POST", "/accounts/login/", body, headers)
+    assert done.status == 302, f"{done.status}: {done.body[:300]!r}"
 
 
 def test_a_staff_user_without_the_permission_gets_403(proxy: Proxy) -> None:

@@ -16,10 +16,20 @@ from celery import shared_task
 from django.conf import settings
 
 RECORDS_KEY = "probe:records"
+# probe.record's second entry, written when its sleep is over: a job that started but never finished (its
+# process killed mid-job) is in RECORDS_KEY only.
+FINISHED_KEY = "probe:finished"
+
+
+def redis_url_for_redis_py(url: str) -> str:
+    """kombu spells the embedded broker's unix socket `redis+socket:///path`; redis-py calls it `unix://`."""
+    if url.startswith("redis+socket://"):
+        return "unix://" + url.removeprefix("redis+socket://")
+    return url
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
+    return redis.Redis.from_url(redis_url_for_redis_py(settings.REDIS_URL))
 
 
 @shared_task(name="probe.record", bind=True)
@@ -41,6 +51,7 @@ def record(self, key: str, published_at: float, sleep: float = 0.0) -> None:
     )
     if sleep:
         time.sleep(sleep)
+    _redis().rpush(FINISHED_KEY, json.dumps({"key": key, "pid": os.getpid(), "finished_at": time.time()}))
 
 
 COUNT_KEY = "probe:count"
