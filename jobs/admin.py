@@ -23,6 +23,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 class JobAdminBase(ReadOnlyAdmin):
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # "Forget" removes failed jobs, audited; the rest is trimmed by retention policies
+
     list_display = (
         "id",
         "task_name",

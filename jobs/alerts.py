@@ -83,7 +83,10 @@ def alerts_check(*, snap: selectors.Snapshot | None = None, now: datetime | None
         ):
             alert_notify(condition)
             notified.append(key)
-    Alert.objects.filter(firing=True).exclude(key__in=conditions).update(firing=False, cleared_at=now)
+    if snap.broker_ok:
+        # With the broker unreachable nothing else can be judged: other alerts stay as they were, so they
+        # are not cleared now and mailed again when it is back.
+        Alert.objects.filter(firing=True).exclude(key__in=conditions).update(firing=False, cleared_at=now)
     return notified
 
 

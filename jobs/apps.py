@@ -11,25 +11,38 @@ class JobsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models import Q
 
-        from jobs import audit
+        from jobs import audit, signals
         from jobs.models import Job
         from purge import registry
         from purge.signals import purge_run_requested
 
+        # The publish time travels with each message whether the history is kept or not: the oldest wait
+        # of a queue, the wait alerts and the stalled status read it.
+        signals.stamp_connect()
         if settings.KILN_JOB_HISTORY:
-            from jobs import signals
-
             signals.connect()
 
         # Horizon's trim settings: succeeded jobs kept a day, failed ones a week (admins edit the policies).
         registry.register(
             registry.RowTarget(
                 key="job_history_done",
-                label="job history: succeeded and cleared jobs",
+                label="job history: succeeded, cleared and revoked jobs",
                 model="jobs.Job",
                 age_field="finished_at",
                 default_days=1,
-                only=Q(state__in=[Job.State.SUCCEEDED, Job.State.CLEARED]),
+                only=Q(state__in=[Job.State.SUCCEEDED, Job.State.CLEARED, Job.State.REVOKED]),
+            )
+        )
+        # A record whose final event never came (its process was killed before writing it, a message lost
+        # with a Redis that had no persistence): long past any time limit or retry, it only takes room.
+        registry.register(
+            registry.RowTarget(
+                key="job_history_unfinished",
+                label="job history: jobs that never reported an end",
+                model="jobs.Job",
+                age_field="published_at",
+                default_days=7,
+                only=Q(state__in=[Job.State.QUEUED, Job.State.STARTED, Job.State.RETRYING]),
             )
         )
         registry.register(

@@ -12,10 +12,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
+import redis
 from celery import current_app
-from kombu.exceptions import OperationalError
 from kombu.transport.redis import PRIORITY_STEPS
 
 from jobs.recording import PUBLISHED_HEADER
@@ -41,16 +40,34 @@ class QueueState:
         return max(at - self.oldest_published_at, 0.0)
 
 
+# One client (with its connection pool) per broker URL and process, with timeouts: a Redis that does not
+# answer makes /healthz and the dashboard say so within seconds instead of hanging a web worker.
+_CLIENTS: dict[str, redis.Redis] = {}
+
+
+def redis_py_url(broker_url: str) -> str:
+    """kombu's `redis+socket:///path` is redis-py's `unix:///path`; redis:// and rediss:// are the same."""
+    if broker_url.startswith("redis+socket://"):
+        return "unix://" + broker_url[len("redis+socket://") :]
+    return broker_url
+
+
+def _client() -> redis.Redis:
+    url = current_app.conf.broker_url
+    client = _CLIENTS.get(url)
+    if client is None:
+        client = _CLIENTS[url] = redis.Redis.from_url(
+            redis_py_url(url), socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+        )
+    return client
+
+
 @contextmanager
-def redis_client() -> Iterator[Any]:
-    """The Redis client of the broker connection (any of redis://, rediss://, redis+socket://)."""
-    app = current_app
-    with app.connection_for_write() as connection:
-        try:
-            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
-            yield connection.default_channel.client
-        except (OperationalError, OSError, *connection.connection_errors) as error:
-            raise BrokerUnavailable(str(error)) from error
+def redis_client() -> Iterator[redis.Redis]:
+    try:
+        yield _client()
+    except (redis.RedisError, OSError) as error:
+        raise BrokerUnavailable(str(error)) from error
 
 
 def queue_keys(queue: str) -> list[str]:
@@ -94,8 +111,19 @@ def ping() -> bool:
         return False
 
 
-def queue_clear(queue: str) -> list[str]:
-    """Drop every waiting message of one queue, atomically; returns the task ids that were dropped."""
+@dataclass(frozen=True)
+class DroppedMessage:
+    task_id: str
+    task_name: str
+    retries: int
+
+
+def queue_clear(queue: str) -> list[DroppedMessage]:
+    """Drop every waiting message of one queue, atomically (MULTI/EXEC); returns what was dropped.
+
+    Messages a worker has already taken (running, prefetched, or held for a retry's countdown) are in
+    kombu's `unacked` hash, not in the queue: they are not cleared and will run.
+    """
     keys = queue_keys(queue)
     with redis_client() as client:
         pipe = client.pipeline(transaction=True)
@@ -104,15 +132,17 @@ def queue_clear(queue: str) -> list[str]:
         for key in keys:
             pipe.delete(key)
         replies = pipe.execute()
-    task_ids = []
+    dropped = []
     for raw in (message for messages in replies[: len(keys)] for message in messages):
         try:
-            task_id = json.loads(raw).get("headers", {}).get("id")
+            headers = json.loads(raw).get("headers", {})
         except (ValueError, AttributeError):
             continue
-        if task_id:
-            task_ids.append(task_id)
-    return task_ids
+        if headers.get("id"):
+            dropped.append(
+                DroppedMessage(headers["id"], headers.get("task") or "", int(headers.get("retries") or 0))
+            )
+    return dropped
 
 
 def paused_queues() -> set[str]:

@@ -24,6 +24,8 @@ from jobs.models import AuditEntry, Job
 
 REFRESH_SECONDS = 5
 RECENT_FAILED = 15
+# "Retry all" from the page publishes at most this many per click: a web request must end in time.
+RETRY_ALL_LIMIT = 500
 
 
 def dashboard_permission(view: Any) -> Any:
@@ -54,7 +56,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @require_GET
 @dashboard_permission
 def dashboard_data(request: HttpRequest) -> JsonResponse:
-    data = selectors.snapshot_as_dict(selectors.snapshot())
+    data = selectors.snapshot_as_dict(selectors.snapshot_cached())
     failed = selectors.failed_jobs().order_by("-finished_at", "-id")[:RECENT_FAILED]
     data["recent_failed"] = [
         {
@@ -120,8 +122,12 @@ def _perform(request: HttpRequest, action: str) -> str:
             raise services.OperationRefused(f"Job {job_id} not retried: {result.refused[0][1]}")
         return f"Job {job_id} published again." if result.retried else f"Job {job_id} was already retried."
     if action == "retry_all":
-        result = services.jobs_retry(jobs=selectors.failed_jobs(), user=user, description="dashboard: all")
-        return f"{len(result.retried)} job(s) published again, {len(result.refused)} refused."
+        result = services.jobs_retry(
+            jobs=selectors.failed_jobs(), user=user, description="dashboard: all", limit=RETRY_ALL_LIMIT
+        )
+        left = selectors.failed_jobs().filter(args_truncated=False).count()
+        more = f" {left} more: press again, or `manage.py jobs retry --all`." if left else ""
+        return f"{len(result.retried)} job(s) published again, {len(result.refused)} refused.{more}"
     if action == "forget":
         job_id = int(post["job"])
         count = services.jobs_forget(jobs=Job.objects.filter(id=job_id), user=user, description=str(job_id))

@@ -15,8 +15,10 @@ class Job(models.Model):
         FAILED = "failed", "failed"
         # Removed from its queue by `jobs clear` before any worker took it.
         CLEARED = "cleared", "cleared"
+        # Revoked, expired, or refused by the worker (an unknown task): it will not run.
+        REVOKED = "revoked", "revoked"
 
-    FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CLEARED)
+    FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CLEARED, State.REVOKED)
 
     task_id = models.CharField(max_length=64, unique=True)
     task_name = models.CharField(max_length=200, db_index=True)

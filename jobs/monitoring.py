@@ -46,7 +46,11 @@ def metrics_allowed(request: HttpRequest) -> bool:
     127.0.0.1, so a request that passed a proxy (it carries X-Forwarded-For) needs the token."""
     token = settings.KILN_METRICS_TOKEN
     header = request.headers.get("Authorization", "")
-    if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip(), token):
+    if (
+        token
+        and header.startswith("Bearer ")
+        and hmac.compare_digest(header[7:].strip().encode(), token.encode())
+    ):
         return True
     if "X-Forwarded-For" in request.headers:
         return False
@@ -69,7 +73,7 @@ class KilnCollector:
     """Reads everything at scrape time: one snapshot, three aggregate queries."""
 
     def collect(self) -> Any:
-        snap = selectors.snapshot()
+        snap = selectors.snapshot_cached()
         yield from self._queues(snap)
         yield from self._workers(snap)
         yield from self._jobs()

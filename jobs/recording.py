@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DataError, IntegrityError, close_old_connections, connection, transaction
 
 from jobs.models import Job
 
@@ -37,6 +37,10 @@ BUFFER_LIMIT = 20_000
 PUBLISHED_HEADER = "kiln_published_at"
 RETRY_OF_HEADER = "kiln_retry_of"
 
+# The attempt of a final event sent where Celery gives no request context (a failure the worker's main
+# process reports for a message it rejected): final whatever came before.
+UNKNOWN_ATTEMPT = 100_000
+
 RANKS = {
     Job.State.QUEUED: 0,
     Job.State.RETRYING: 0,
@@ -44,6 +48,7 @@ RANKS = {
     Job.State.SUCCEEDED: 3,
     Job.State.FAILED: 3,
     Job.State.CLEARED: 3,
+    Job.State.REVOKED: 3,
 }
 
 
@@ -84,18 +89,16 @@ def now() -> datetime:
 
 
 def capped_arguments(args: Any, kwargs: Any) -> tuple[Any, Any, bool]:
-    """Arguments as JSON values, or empty ones flagged as truncated when they exceed the size cap."""
+    """Arguments as JSON values, or empty ones flagged as truncated (not retryable from the record) when
+    they exceed the size cap or are not plain JSON (NaN, a NUL character, an object JSON cannot hold)."""
     try:
-        size = len(json.dumps([args, kwargs], default=str))
+        text = json.dumps([list(args or []), dict(kwargs or {})], allow_nan=False)
     except (TypeError, ValueError):
         return [], {}, True
-    if size > settings.KILN_JOB_ARGS_MAX_BYTES:
+    if len(text) > settings.KILN_JOB_ARGS_MAX_BYTES or "\\u0000" in text:
         return [], {}, True
-    return (
-        json.loads(json.dumps(list(args or []), default=str)),
-        json.loads(json.dumps(dict(kwargs or {}), default=str)),
-        False,
-    )
+    plain_args, plain_kwargs = json.loads(text)
+    return plain_args, plain_kwargs, False
 
 
 def exception_fields(exception: BaseException | None, einfo: Any = None) -> dict[str, str]:
@@ -118,6 +121,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.write_lock = threading.Lock()
         self.buffer: dict[str, JobEvent] = {}
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
@@ -138,28 +142,38 @@ class Recorder:
             self.wake.set()
 
     def flush(self) -> int:
-        """Write everything buffered; on a database error keep it for the next attempt."""
-        with self.lock:
-            events, self.buffer = list(self.buffer.values()), {}
-        if not events:
-            return 0
-        try:
-            job_events_write(events)
-        except Exception:
-            # Once a minute at most: a database that stays down must not flood the worker's log.
-            if time.monotonic() - self.warned_at > 60:
-                self.warned_at = time.monotonic()
-                logger.warning(
-                    "job history: could not write %d events, keeping them", len(events), exc_info=True
-                )
-            connection.close()
+        """Write everything buffered; on a database error keep it for the next attempt.
+
+        The write lock is held from taking the buffer to the commit, so a flush at exit waits for the
+        writer thread's write in progress instead of finding an empty buffer while that write dies with
+        the process.
+        """
+        self._after_fork()
+        with self.write_lock:
             with self.lock:
-                for event in events:
-                    known = self.buffer.get(event.task_id)
-                    self.buffer[event.task_id] = event.merge(known) if known else event
-                self._trim_locked()
-            return 0
-        return len(events)
+                events, self.buffer = list(self.buffer.values()), {}
+            if not events:
+                return 0
+            try:
+                # The worker's main process writes only now and then (a failure after a hard time limit):
+                # its connection may have been closed by the server since.
+                close_old_connections()
+                return job_events_write(events)
+            except Exception:
+                # Once a minute at most: a database that stays down must not flood the worker's log.
+                if time.monotonic() - self.warned_at > 60:
+                    self.warned_at = time.monotonic()
+                    logger.warning(
+                        "job history: could not write %d events, keeping them", len(events), exc_info=True
+                    )
+                connection.close()
+                with self.lock:
+                    for event in events:
+                        known = self.buffer.get(event.task_id)
+                        self.buffer[event.task_id] = event.merge(known) if known else event
+                    self._trim_locked()
+                self._ensure_thread()  # an urgent write that failed is tried again by the thread
+                return 0
 
     def _trim_locked(self) -> None:
         excess = len(self.buffer) - BUFFER_LIMIT
@@ -174,6 +188,7 @@ class Recorder:
         if self.pid != os.getpid():
             # A pool process forked from a parent: the parent's buffer and thread are not ours.
             self.lock = threading.Lock()
+            self.write_lock = threading.Lock()
             self.buffer = {}
             self.wake = threading.Event()
             self.thread = None
@@ -203,7 +218,8 @@ _UPSERT = """
 INSERT INTO jobs_job (task_id, task_name, queue, args, kwargs, args_truncated, state, progress, attempts,
     worker, published_at, started_at, finished_at, exception_type, exception_message, traceback,
     retry_of_id, retried_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+    (SELECT id FROM jobs_job WHERE id = %s), NULL)
 ON CONFLICT (task_id) DO UPDATE SET
     task_name = CASE WHEN jobs_job.task_name = '' THEN excluded.task_name ELSE jobs_job.task_name END,
     queue = CASE WHEN jobs_job.queue = '' THEN excluded.queue ELSE jobs_job.queue END,
@@ -230,34 +246,53 @@ ON CONFLICT (task_id) DO UPDATE SET
 """
 
 
-def job_events_write(events: list[JobEvent]) -> None:
-    """One upsert for the lot, in one transaction (SQLite and PostgreSQL both have ON CONFLICT)."""
+def _row(event: JobEvent) -> tuple:
     ops = connection.ops
 
     def when(value: datetime | None) -> Any:
         return ops.adapt_datetimefield_value(value) if value is not None else None
 
-    rows = [
-        (
-            event.task_id,
-            event.task_name,
-            event.queue,
-            ops.adapt_json_value(event.args, None),
-            ops.adapt_json_value(event.kwargs, None),
-            event.args_truncated,
-            event.state,
-            event.progress,
-            event.attempt if event.state != Job.State.QUEUED and event.state != Job.State.RETRYING else 0,
-            event.worker,
-            when(event.published_at),
-            when(event.started_at),
-            when(event.finished_at),
-            event.exception_type,
-            event.exception_message,
-            event.traceback,
-            event.retry_of_id,
-        )
-        for event in sorted(events, key=lambda event: event.task_id)  # one lock order for every writer
-    ]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(_UPSERT, rows)
+    final_unknown = event.attempt >= UNKNOWN_ATTEMPT
+    return (
+        event.task_id[:64],
+        event.task_name[:200],
+        event.queue[:100],
+        ops.adapt_json_value(event.args, None),
+        ops.adapt_json_value(event.kwargs, None),
+        event.args_truncated,
+        event.state,
+        event.progress,
+        0 if final_unknown or event.state in (Job.State.QUEUED, Job.State.RETRYING) else event.attempt,
+        event.worker[:200],
+        when(event.published_at),
+        when(event.started_at),
+        when(event.finished_at),
+        event.exception_type[:200],
+        event.exception_message,
+        event.traceback,
+        event.retry_of_id,
+    )
+
+
+def job_events_write(events: list[JobEvent]) -> int:
+    """One upsert for the lot, in one transaction (SQLite and PostgreSQL both have ON CONFLICT).
+
+    A row the database refuses (it should not happen: arguments are cleaned, lengths capped) must not
+    hold back every event after it: the batch is then written row by row and the refused rows dropped.
+    """
+    rows = [_row(event) for event in sorted(events, key=lambda event: event.task_id)]  # one lock order
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(_UPSERT, rows)
+        return len(rows)
+    except (DataError, IntegrityError):
+        pass
+    written = 0
+    for row in rows:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(_UPSERT, row)
+            written += 1
+        except (DataError, IntegrityError):
+            logger.exception("job history: the database refused the record of task %s; dropped", row[0])
+    return written

@@ -103,6 +103,18 @@ def finished_counts(since: timedelta) -> dict[str, dict[str, int]]:
     return {row["queue"]: {"total": row["total"], "failed": row["failed"]} for row in rows}
 
 
+_last: tuple[float, Snapshot] | None = None
+
+
+def snapshot_cached(max_age: float = 2.0) -> Snapshot:
+    """The same snapshot for every caller within `max_age` seconds (per process): several open dashboards
+    and a Prometheus scrape then cost one broadcast to the workers, not one each."""
+    global _last
+    if _last is None or time.monotonic() - _last[0] > max_age:
+        _last = (time.monotonic(), snapshot())
+    return _last[1]
+
+
 def snapshot(*, report_timeout: float = REPORT_TIMEOUT) -> Snapshot:
     names = queue_names()
     taken_at = time.time()

@@ -17,7 +17,7 @@ from kombu.exceptions import OperationalError
 
 from jobs import broker, selectors
 from jobs.models import AuditEntry, Job
-from jobs.recording import RETRY_OF_HEADER, recorder
+from jobs.recording import RETRY_OF_HEADER, JobEvent, job_events_write, recorder
 
 CONTROL_TIMEOUT = 1.0
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -72,41 +72,50 @@ class RetryResult:
     refused: list[tuple[int, str]] = field(default_factory=list)  # (job id, reason)
 
 
-def jobs_retry(*, jobs: QuerySet[Job], user: Any = None, description: str = "") -> RetryResult:
+def jobs_retry(
+    *, jobs: QuerySet[Job], user: Any = None, description: str = "", limit: int | None = None
+) -> RetryResult:
     """Publish each failed job again with its original task, arguments and queue, as a new job linked to
-    the old one. A job is claimed by a conditional UPDATE first, so two operators never retry it twice."""
+    the old one. A job is claimed by a conditional UPDATE first, so two operators never retry it twice;
+    a claim whose publish fails is given back. `limit` bounds one call (a web request must end in time)."""
     result = RetryResult()
-    for job in jobs.filter(state=Job.State.FAILED, retried_at__isnull=True).order_by("id"):
-        if job.args_truncated:
-            result.refused.append((job.id, "its arguments were too large to keep"))
-            continue
-        claimed = Job.objects.filter(id=job.id, retried_at__isnull=True).update(retried_at=timezone.now())
-        if not claimed:
-            continue  # another operator got there first
-        task_id = str(uuid.uuid4())
-        try:
-            current_app.send_task(
-                job.task_name,
-                args=job.args,
-                kwargs=job.kwargs,
-                queue=job.queue or None,
-                task_id=task_id,
-                headers={RETRY_OF_HEADER: job.id},
+    candidates = jobs.filter(state=Job.State.FAILED, retried_at__isnull=True).order_by("id")
+    try:
+        for job in candidates[:limit] if limit else candidates.iterator():
+            if job.args_truncated:
+                result.refused.append((job.id, "its arguments were not kept (too large, or not plain JSON)"))
+                continue
+            claimed = Job.objects.filter(id=job.id, retried_at__isnull=True).update(retried_at=timezone.now())
+            if not claimed:
+                continue  # another operator got there first
+            task_id = str(uuid.uuid4())
+            try:
+                current_app.send_task(
+                    job.task_name,
+                    args=job.args,
+                    kwargs=job.kwargs,
+                    queue=job.queue or None,
+                    task_id=task_id,
+                    headers={RETRY_OF_HEADER: job.id},
+                )
+            except (OSError, OperationalError) as error:
+                Job.objects.filter(id=job.id).update(retried_at=None)
+                result.refused.append((job.id, f"broker unreachable: {error}"))
+                break  # every later one would fail the same way
+            except BaseException:
+                Job.objects.filter(id=job.id).update(retried_at=None)
+                raise
+            result.retried.append((job.id, task_id))
+    finally:
+        recorder.flush()  # the new jobs' records, linked to the old ones, exist when this returns
+        if result.retried:
+            audit_record(
+                action="retry",
+                user=user,
+                target=description,
+                count=len(result.retried),
+                details={"jobs": [old for old, _new in result.retried]},
             )
-        except (OSError, OperationalError) as error:
-            Job.objects.filter(id=job.id).update(retried_at=None)
-            result.refused.append((job.id, f"broker unreachable: {error}"))
-            break  # every later one would fail the same way
-        result.retried.append((job.id, task_id))
-    recorder.flush()  # the new jobs' records, linked to the old ones, exist when this returns
-    if result.retried:
-        audit_record(
-            action="retry",
-            user=user,
-            target=description,
-            count=len(result.retried),
-            details={"jobs": [old for old, _new in result.retried]},
-        )
     return result
 
 
@@ -128,16 +137,27 @@ def jobs_flush(*, older_than: timedelta | None = None, user: Any = None) -> int:
 
 
 def queue_clear(*, queue: str, user: Any = None) -> int:
-    """Drop every job waiting in one queue; their records end as `cleared`."""
+    """Drop every job waiting in one queue; their records end as `cleared` (created if not written yet)."""
     queue_check(queue)
-    task_ids = broker.queue_clear(queue)
+    dropped = broker.queue_clear(queue)
     now = timezone.now()
-    for start in range(0, len(task_ids), 500):
-        Job.objects.filter(
-            task_id__in=task_ids[start : start + 500], state__in=[Job.State.QUEUED, Job.State.RETRYING]
-        ).update(state=Job.State.CLEARED, finished_at=now, exception_message="cleared from its queue")
-    audit_record(action="clear", user=user, target=queue, count=len(task_ids))
-    return len(task_ids)
+    for start in range(0, len(dropped), 500):
+        job_events_write(
+            [
+                JobEvent(
+                    task_id=message.task_id,
+                    state=Job.State.CLEARED,
+                    attempt=message.retries + 1,
+                    task_name=message.task_name,
+                    queue=queue,
+                    finished_at=now,
+                    exception_message="cleared from its queue",
+                )
+                for message in dropped[start : start + 500]
+            ]
+        )
+    audit_record(action="clear", user=user, target=queue, count=len(dropped))
+    return len(dropped)
 
 
 def _broadcast(command: str, arguments: dict[str, Any], destination: list[str] | None = None) -> list[dict]:

@@ -14,6 +14,7 @@ from jobs.models import Job
 from jobs.recording import (
     PUBLISHED_HEADER,
     RETRY_OF_HEADER,
+    UNKNOWN_ATTEMPT,
     JobEvent,
     capped_arguments,
     exception_fields,
@@ -23,9 +24,10 @@ from jobs.recording import (
 
 
 def stamp_publish_time(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
-    # Celery messages carry no publish time; the oldest wait of a queue is read from this header.
+    # Celery messages carry no publish time; the oldest wait of a queue is read from this header. Always
+    # this publish's time: a retry copies its request's headers, the first publish's stamp included.
     if headers is not None:
-        headers.setdefault(PUBLISHED_HEADER, time.time())
+        headers[PUBLISHED_HEADER] = time.time()
 
 
 def record_published(
@@ -77,7 +79,6 @@ def _request_event(task: Any, state: str, attempt_offset: int = 1, **fields: Any
         args_truncated=truncated,
         worker=request.hostname or "",
         published_at=datetime.fromtimestamp(published, UTC) if isinstance(published, int | float) else None,
-        retry_of_id=getattr(request, RETRY_OF_HEADER, None),
         **fields,
     )
 
@@ -111,8 +112,20 @@ def record_failed(
 ) -> None:
     if sender is None or task_id is None or sender.request.is_eager:
         return
-    event = _request_event(sender, Job.State.FAILED, finished_at=now(), **exception_fields(exception, einfo))
-    event.task_id = task_id
+    fields = exception_fields(exception, einfo)
+    if sender.request.id == task_id:
+        event = _request_event(sender, Job.State.FAILED, finished_at=now(), **fields)
+    else:
+        # Sent by the worker's main process without the job's request (a message rejected for good): the
+        # attempt is unknown, and a failure is final whatever came before.
+        event = JobEvent(
+            task_id=task_id,
+            state=Job.State.FAILED,
+            attempt=UNKNOWN_ATTEMPT,
+            task_name=sender.name,
+            finished_at=now(),
+            **fields,
+        )
     if isinstance(exception, WorkerLostError):
         # Billiard's message names the signal; the operator needs to know it was not a one-off.
         event.exception_message = (
@@ -122,20 +135,66 @@ def record_failed(
     recorder.record(event, urgent=True)
 
 
+def record_revoked(
+    sender: Any = None, request: Any = None, terminated: bool = False, expired: bool = False, **kwargs: Any
+) -> None:
+    if request is None or not getattr(request, "id", None):
+        return
+    reason = "expired before it ran" if expired else ("terminated" if terminated else "revoked")
+    recorder.record(
+        JobEvent(
+            task_id=request.id,
+            state=Job.State.REVOKED,
+            attempt=UNKNOWN_ATTEMPT,
+            task_name=getattr(request, "task_name", "") or getattr(request, "name", "") or "",
+            queue=(getattr(request, "delivery_info", None) or {}).get("routing_key") or "",
+            finished_at=now(),
+            exception_message=reason,
+        )
+    )
+
+
+def record_refused(sender: Any = None, message: Any = None, exc: Any = None, **kwargs: Any) -> None:
+    """A message the worker cannot run (an unknown task name, a malformed message): it never will."""
+    headers = getattr(message, "headers", None) or {}
+    task_id = headers.get("id")
+    if not task_id:
+        return
+    recorder.record(
+        JobEvent(
+            task_id=task_id,
+            state=Job.State.REVOKED,
+            attempt=UNKNOWN_ATTEMPT,
+            task_name=headers.get("task") or "",
+            queue=(getattr(message, "delivery_info", None) or {}).get("routing_key") or "",
+            finished_at=now(),
+            exception_type=type(exc).__name__ if exc is not None else "",
+            exception_message=f"refused by the worker: {exc}" if exc is not None else "refused by the worker",
+        ),
+        urgent=True,
+    )
+
+
 def flush_before_exit(**kwargs: Any) -> None:
     recorder.flush()
 
 
 RECEIVERS = (
-    (signals.before_task_publish, stamp_publish_time),
     (signals.after_task_publish, record_published),
     (signals.task_prerun, record_started),
     (signals.task_success, record_succeeded),
     (signals.task_retry, record_retrying),
     (signals.task_failure, record_failed),
+    (signals.task_revoked, record_revoked),
+    (signals.task_unknown, record_refused),
+    (signals.task_rejected, record_refused),
     (signals.worker_process_shutdown, flush_before_exit),
     (signals.worker_shutdown, flush_before_exit),
 )
+
+
+def stamp_connect() -> None:
+    signals.before_task_publish.connect(stamp_publish_time, weak=False)
 
 
 def connect() -> None:

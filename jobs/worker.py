@@ -26,7 +26,9 @@ def _consuming(consumer: Any) -> list[str]:
 
 
 class PausedQueues(bootsteps.StartStopStep):
-    """Runs after the task consumer is set up and before the event loop takes the first message."""
+    """Runs after the task consumer is set up and before the event loop takes the first message, at
+    start-up and again after every reconnection to the broker: the queues consumed are made to match the
+    paused set both ways (a resume broadcast while this worker was cut off from Redis is not missed)."""
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
@@ -37,11 +39,20 @@ class PausedQueues(bootsteps.StartStopStep):
             CONFIGURED_QUEUES.extend(sorted(consumer.app.amqp.queues.consume_from))
         try:
             paused = paused_queues()
-        except BrokerUnavailable:
-            return  # the consumer cannot start without the broker either; it retries this step with it
-        for queue in sorted(paused & set(_consuming(consumer))):
-            consumer.cancel_task_queue(queue)
-            logger.warning("queue %s is paused (manage.py jobs resume %s): not consuming it", queue, queue)
+        except BrokerUnavailable as error:
+            # Not knowing what is paused, consuming could take a paused queue's jobs: fail this start; the
+            # consumer treats a connection error as such and starts again when the broker is back.
+            raise (error.__cause__ or error) from None
+        consuming = set(_consuming(consumer))
+        for queue in CONFIGURED_QUEUES:
+            if queue in paused and queue in consuming:
+                consumer.cancel_task_queue(queue)
+                logger.warning(
+                    "queue %s is paused (manage.py jobs resume %s): not consuming it", queue, queue
+                )
+            elif queue not in paused and queue not in consuming:
+                consumer.add_task_queue(queue)
+                logger.warning("queue %s was resumed while this worker was away: consuming it again", queue)
 
 
 def pool_name(hostname: str) -> str:

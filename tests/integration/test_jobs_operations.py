@@ -186,3 +186,19 @@ def test_scale_grows_a_fixed_pool_and_raises_an_autoscaled_pools_floor(pools: Po
     assert "scale" in actions
     assert "pause" in actions
     assert "clear" in actions
+
+
+def test_a_resume_missed_while_cut_off_from_redis_is_caught_up_on_reconnection(
+    pools: Pools, probe: Probe, broker: RedisServer
+) -> None:
+    pools.jobs("pause", "default")
+    probe.send("after-reconnect", queue="default")
+    assert pools.queue("default")["depth"] == 1
+    # The resume broadcast goes nowhere (as if the worker were cut off), then every connection drops.
+    broker.client().srem("kiln:paused-queues", "default")
+    broker.client().client_kill_filter(_type="normal", skipme=True)
+    wait_for(
+        lambda: probe.record("after-reconnect"),
+        timeout=60,
+        what="the worker to consume default again after reconnecting",
+    )

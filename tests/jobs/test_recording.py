@@ -101,3 +101,57 @@ def test_arguments_over_the_cap_are_dropped_and_flagged(settings) -> None:
     settings.KILN_JOB_ARGS_MAX_BYTES = 100
     assert capped_arguments([1, "a"], {"b": 2}) == ([1, "a"], {"b": 2}, False)
     assert capped_arguments(["x" * 200], {}) == ([], {}, True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_record_the_database_refuses_does_not_hold_back_the_others() -> None:
+    good = event(Job.State.QUEUED, task_id="good", published_at=T0)
+    # A retry linked to a job that was flushed meanwhile: the link is dropped, the record kept.
+    orphan = event(Job.State.QUEUED, task_id="orphan", published_at=T0, retry_of_id=987654)
+    assert job_events_write([good, orphan]) == 2
+    assert Job.objects.get(task_id="orphan").retry_of_id is None
+    assert Job.objects.filter(task_id="good").exists()
+
+
+def test_arguments_that_are_not_plain_json_are_not_kept() -> None:
+    assert capped_arguments([float("nan")], {}) == ([], {}, True)
+    assert capped_arguments(["a\x00b"], {}) == ([], {}, True)
+    assert capped_arguments([object()], {}) == ([], {}, True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_reported_without_the_jobs_context_is_final() -> None:
+    from jobs.recording import UNKNOWN_ATTEMPT
+
+    job_events_write([event(Job.State.STARTED, attempt=3, worker="high@a", started_at=T0)])
+    job_events_write(
+        [event(Job.State.FAILED, attempt=UNKNOWN_ATTEMPT, exception_type="Reject", finished_at=T0)]
+    )
+    job = Job.objects.get(task_id="t-1")
+    assert (job.state, job.attempts, job.exception_type) == (Job.State.FAILED, 3, "Reject")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cleared_job_is_not_brought_back_by_its_late_queued_event() -> None:
+    job_events_write([event(Job.State.CLEARED, finished_at=T0)])
+    job_events_write([event(Job.State.QUEUED, published_at=T0)])
+    assert Job.objects.get(task_id="t-1").state == Job.State.CLEARED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_revoked_job_ends_revoked(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    import jobs.signals
+
+    recorder = Recorder()
+    monkeypatch.setattr(jobs.signals, "recorder", recorder)
+    request = SimpleNamespace(id="t-9", task_name="thumbnails.x", delivery_info={"routing_key": "high"})
+    jobs.signals.record_revoked(request=request, expired=True)
+    assert recorder.flush() == 1
+    job = Job.objects.get(task_id="t-9")
+    assert (job.state, job.queue, job.exception_message) == (
+        Job.State.REVOKED,
+        "high",
+        "expired before it ran",
+    )
