@@ -273,7 +273,13 @@ if KILN_VISIBILITY_TIMEOUT <= _longest_time_limit:
     )
 
 CELERY_BROKER_URL = REDIS_URL
-CELERY_RESULT_BACKEND = REDIS_URL
+# Celery's Redis backend, made safe on one path that loses jobs when Redis is down (jobs/results.py). Its
+# URL names a unix socket `socket://` where kombu says `redis+socket://`.
+CELERY_RESULT_BACKEND = "jobs.results:KilnRedisBackend+" + (
+    "socket://" + REDIS_URL.removeprefix("redis+socket://")
+    if REDIS_URL.startswith("redis+socket://")
+    else REDIS_URL
+)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": KILN_VISIBILITY_TIMEOUT,
     # A publisher (the web app at upload time) gives up on an unreachable broker after ~0.5 s instead

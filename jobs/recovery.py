@@ -44,6 +44,7 @@ class WorkerLease:
         self.dead_after = dead_after
         self.connection = app.connection_for_write()
         self.stopping = threading.Event()
+        self.suspected: set[str] = set()
         self.thread = threading.Thread(target=self._run, name="kiln-worker-lease", daemon=True)
 
     @property
@@ -85,6 +86,7 @@ class WorkerLease:
                 if now - last_scan >= scan_every:
                     last_scan = now
                     dead_workers_recover(self.app, self.client, scan_every=scan_every, own_id=self.id)
+                    self.orphans_restore()
                 if now - last_prune >= self.dead_after:
                     last_prune = now
                     owned_prune(self.client, OWNED_PREFIX + self.id)
@@ -92,6 +94,43 @@ class WorkerLease:
                 logger.warning("worker lease %s: broker unreachable", self.id, exc_info=True)
             if self.stopping.wait(renew_every):
                 return
+
+    def orphans_restore(self) -> int:
+        """Put back this worker's own jobs that it no longer knows: after a lost broker connection Celery
+        cancels the running ones and forgets the prefetched ones, while Redis (with its append-only file)
+        still holds them as unacknowledged, and would hand them out again only after the visibility
+        timeout. A tag seen orphaned at two scans in a row is restored."""
+        from celery.worker import state
+
+        known = {
+            request.message.delivery_tag
+            for request in (
+                *tuple(state.requests.values()),
+                *tuple(state.active_requests),
+                *tuple(state.reserved_requests),
+                *tuple(state.scheduled_requests),
+            )
+            if getattr(request, "message", None) is not None
+        }
+        key = OWNED_PREFIX + self.id
+        owned = [_text(tag) for tag in self.client.smembers(key)]
+        candidates = [tag for tag in owned if tag not in known]
+        pipe = self.client.pipeline(transaction=False)
+        for tag in candidates:
+            pipe.hexists("unacked", tag)
+        orphans = {tag for tag, present in zip(candidates, pipe.execute(), strict=True) if present}
+        confirmed, self.suspected = orphans & self.suspected, orphans - self.suspected
+        if not confirmed:
+            return 0
+        with self.app.connection_for_write() as connection:
+            qos = connection.default_channel.qos
+            for tag in confirmed:
+                qos.restore_by_tag(tag)
+        self.client.srem(key, *confirmed)
+        logger.warning(
+            "worker %s: %d job(s) it had lost track of put back in their queues", self.id, len(confirmed)
+        )
+        return len(confirmed)
 
 
 def owned_prune(client: Any, key: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 
@@ -30,3 +31,19 @@ class Ledger:
 
     def repeated_effects(self) -> int:
         return int(self.client.get(f"{EFFECTS_KEY}:again") or 0)
+
+    def finished_runs(self) -> list[dict]:
+        return [json.loads(raw) for raw in self.client.lrange(f"{EFFECTS_KEY}:finished", 0, -1)]
+
+    def overlapping_runs(self) -> list[tuple[str, int, int]]:
+        """Pairs of finished runs of one job whose start-to-finish intervals overlap."""
+        by_key: dict[str, list[dict]] = {}
+        for run in self.finished_runs():
+            by_key.setdefault(run["key"], []).append(run)
+        overlaps = []
+        for key, runs in by_key.items():
+            runs.sort(key=lambda run: run["started"])
+            for first, second in itertools.pairwise(runs):
+                if second["started"] < first["finished"]:
+                    overlaps.append((key, first["pid"], second["pid"]))
+        return overlaps

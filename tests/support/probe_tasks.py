@@ -78,11 +78,14 @@ def effect(self, key: str, sleep: float = 0.0) -> None:
     """A job with one side effect, written idempotently (like a rendition's atomic rename): every run is
     recorded, the effect is set once (HSETNX), and a run that finds it already set counts a duplicate."""
     client = _redis()
-    client.rpush(RECORDS_KEY, json.dumps({"key": key, "pid": os.getpid(), "hostname": self.request.hostname}))
+    started = time.time()
+    run = {"key": key, "pid": os.getpid(), "hostname": self.request.hostname, "started": started}
+    client.rpush(RECORDS_KEY, json.dumps(run))
     if sleep:
         time.sleep(sleep)
     if not client.hsetnx(EFFECTS_KEY, key, os.getpid()):
         client.incr(f"{EFFECTS_KEY}:again")
+    client.rpush(f"{EFFECTS_KEY}:finished", json.dumps({**run, "finished": time.time()}))
 
 
 @shared_task(name="probe.poison")

@@ -36,15 +36,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(condition: Callable[[], object], *, timeout: float, what: str, interval: float = 0.05) -> object:
-    """Poll `condition` until it returns something truthy; fail saying what did not happen."""
+def wait_for(
+    condition: Callable[[], object], *, timeout: float, what: str | Callable[[], str], interval: float = 0.05
+) -> object:
+    """Poll `condition` until it returns something truthy; fail saying what did not happen (`what` may be
+    a function, called at the deadline, to describe the state things were left in)."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            description = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {description}")
         time.sleep(interval)
 
 
@@ -84,10 +88,14 @@ class RedisServer:
         stop_process(self.process)
 
 
-def start_redis(directory: Path) -> RedisServer:
-    """The virtualenv's redis-server (the one `make run` embeds) on a free loopback port."""
+def start_redis(directory: Path, *, port: int | None = None, persistent: bool = False) -> RedisServer:
+    """The virtualenv's redis-server (the one `make run` embeds) on a free loopback port (or `port`).
+
+    `persistent`: an append-only file fsynced at every write, as production Redis should run, so a Redis
+    killed and started again on the same directory comes back with every queued and unacknowledged job.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     log = open(directory / "redis.log", "ab")  # noqa: SIM115 - owned by the child for its lifetime
     process = subprocess.Popen(
         [
@@ -96,7 +104,7 @@ def start_redis(directory: Path) -> RedisServer:
             "--bind", "127.0.0.1",
             "--dir", str(directory),
             "--save", "",
-            "--appendonly", "no",
+            *(("--appendonly", "yes", "--appendfsync", "always") if persistent else ("--appendonly", "no")),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
