@@ -14,6 +14,14 @@ job still running would be handed out twice. Kiln gets them back within a minute
   tags still in `unacked` goes back to its queue through kombu's own `restore_by_tag` (a WATCH/MULTI
   transaction: two workers recovering at once restore a job once), and the set is deleted.
 
+Two more leaks are closed the same way, by every worker at every scan:
+- its own jobs it no longer knows (after a lost connection Celery cancels the running ones and forgets
+  the prefetched ones, which Redis still holds as unacknowledged) go back when seen twice in a row;
+- jobs unacknowledged for three lease lifetimes that no lease owns (delivered by Redis just before a
+  connection broke, never claimed) go back.
+Every worker must run with this module (all of Kiln's do): a job held by a worker without a lease would
+be taken for an unowned one.
+
 A job whose worker died is therefore running again within DEAD_AFTER + 2 scans (about 50 s by default),
 redelivered (at least once: the dead worker may have finished it without acknowledging). A worker that
 stops gracefully deletes its lease after its last acknowledgement; kombu returns its prefetched jobs itself.
@@ -45,6 +53,8 @@ class WorkerLease:
         self.connection = app.connection_for_write()
         self.stopping = threading.Event()
         self.suspected: set[str] = set()
+        self.pending: set[str] = set()
+        self.pending_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="kiln-worker-lease", daemon=True)
 
     @property
@@ -71,10 +81,26 @@ class WorkerLease:
 
     def claim(self, delivery_tag: str) -> None:
         # Renewed in the same round trip: a job is never owned by a lease that was not yet written.
-        pipe = self.client.pipeline(transaction=False)
-        pipe.sadd(OWNED_PREFIX + self.id, delivery_tag)
-        pipe.set(ALIVE_PREFIX + self.id, int(time.time()), ex=max(int(self.dead_after), 1))
-        pipe.execute()
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.sadd(OWNED_PREFIX + self.id, delivery_tag)
+            pipe.set(ALIVE_PREFIX + self.id, int(time.time()), ex=max(int(self.dead_after), 1))
+            pipe.execute()
+        except Exception:
+            # Redis went away between delivering the job and now: the thread writes the claim once it is back.
+            with self.pending_lock:
+                self.pending.add(delivery_tag)
+
+    def pending_claims_write(self) -> None:
+        with self.pending_lock:
+            tags, self.pending = self.pending, set()
+        if tags:
+            try:
+                self.client.sadd(OWNED_PREFIX + self.id, *tags)
+            except Exception:
+                with self.pending_lock:
+                    self.pending |= tags
+                raise
 
     def _run(self) -> None:
         renew_every, scan_every = self.dead_after / 6, self.dead_after / 3
@@ -82,11 +108,14 @@ class WorkerLease:
         while True:
             try:
                 self.renew()
+                self.pending_claims_write()
                 now = time.monotonic()
                 if now - last_scan >= scan_every:
                     last_scan = now
                     dead_workers_recover(self.app, self.client, scan_every=scan_every, own_id=self.id)
                     self.orphans_restore()
+                    # Three lease lifetimes: far longer than a delivery takes to be claimed.
+                    unowned_jobs_restore(self.app, self.client, older_than=self.dead_after * 3)
                 if now - last_prune >= self.dead_after:
                     last_prune = now
                     owned_prune(self.client, OWNED_PREFIX + self.id)
@@ -148,6 +177,26 @@ def owned_prune(client: Any, key: str) -> None:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def unowned_jobs_restore(app: Any, client: Any, *, older_than: float) -> int:
+    """Put back jobs unacknowledged for longer than `older_than` seconds that no lease owns: delivered by
+    Redis just before a connection broke, they never reached a worker's hands (or its claim)."""
+    old = [_text(tag) for tag in client.zrangebyscore("unacked_index", "-inf", time.time() - older_than)]
+    if not old:
+        return 0
+    owned: set[str] = set()
+    for key in client.scan_iter(match=OWNED_PREFIX + "*", count=100):
+        owned.update(_text(tag) for tag in client.smembers(key))
+    unowned = [tag for tag in old if tag not in owned]
+    if not unowned:
+        return 0
+    with app.connection_for_write() as connection:
+        qos = connection.default_channel.qos
+        for tag in unowned:
+            qos.restore_by_tag(tag)
+    logger.warning("%d unacknowledged job(s) no worker owns put back in their queues", len(unowned))
+    return len(unowned)
 
 
 def dead_workers_recover(app: Any, client: Any, *, scan_every: float, own_id: str = "") -> int:
