@@ -246,11 +246,19 @@ def _copy_from_twin(image: Image) -> bool:
     return True
 
 
+# An image whose dispatch never got through (the broker was down at upload) is sent by the next sweep once
+# it is this old: long enough for the upload's own dispatch after commit to have happened or failed.
+NEVER_DISPATCHED_GRACE = timedelta(minutes=1)
+
+
 def image_sweep_pending() -> int:
-    """Dispatch again every image left pending past the redispatch interval; returns how many."""
-    cutoff = timezone.now() - timedelta(minutes=settings.KILN_PENDING_REDISPATCH_MINUTES)
-    stale = Image.objects.filter(status=Image.Status.PENDING, created_at__lt=cutoff).filter(
-        Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff)
+    """Dispatch the images left pending: never dispatched (the broker was down at upload) and older than a
+    minute, or dispatched longer ago than the redispatch interval (a lost message); returns how many."""
+    now = timezone.now()
+    cutoff = now - timedelta(minutes=settings.KILN_PENDING_REDISPATCH_MINUTES)
+    stale = Image.objects.filter(status=Image.Status.PENDING).filter(
+        Q(dispatched_at__isnull=True, created_at__lt=now - NEVER_DISPATCHED_GRACE)
+        | Q(dispatched_at__lt=cutoff, created_at__lt=cutoff)
     )
     dispatched = 0
     for image_id in stale.values_list("pk", flat=True).iterator():

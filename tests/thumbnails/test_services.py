@@ -153,6 +153,24 @@ def test_the_sweep_dispatches_only_images_pending_too_long(media_root: Path, mon
     assert fresh.pk not in [args[0] for args in sent]
 
 
+def test_the_sweep_sends_an_image_whose_dispatch_never_got_through_after_a_minute(
+    media_root: Path, monkeypatch
+) -> None:
+    sent: list[list] = []
+    monkeypatch.setattr(
+        tasks.rendition_generate_task, "apply_async", lambda args, **kwargs: sent.append(args)
+    )
+    image = upload(jpeg_bytes(color=(9, 9, 9)), "broker-down.jpg")
+    Image.objects.filter(pk=image.pk).update(
+        dispatched_at=None, created_at=timezone.now() - timedelta(seconds=30)
+    )
+    sent.clear()
+    assert services.image_sweep_pending() == 0, "within the grace its own dispatch may still be on its way"
+    Image.objects.filter(pk=image.pk).update(created_at=timezone.now() - timedelta(seconds=61))
+    assert services.image_sweep_pending() == 1
+    assert sent == [[image.pk]]
+
+
 def test_regenerating_a_failed_image_makes_it_pending_and_queues_a_forced_job(
     media_root: Path, monkeypatch
 ) -> None:
