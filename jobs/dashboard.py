@@ -84,6 +84,7 @@ ACTIONS = {
     "retry": "jobs.retry_job",
     "retry_all": "jobs.retry_job",
     "forget": "jobs.retry_job",
+    "flush": "jobs.retry_job",
     "pause": "jobs.operate_queues",
     "resume": "jobs.operate_queues",
     "clear": "jobs.operate_queues",
@@ -132,6 +133,10 @@ def _perform(request: HttpRequest, action: str) -> str:
         job_id = int(post["job"])
         count = services.jobs_forget(jobs=Job.objects.filter(id=job_id), user=user, description=str(job_id))
         return f"{count} failed job forgotten."
+    if action == "flush":
+        if post.get("confirm") != "flush":
+            raise services.OperationRefused("Type flush to confirm deleting every failed job's record.")
+        return f"{services.jobs_flush(user=user)} failed job(s) flushed."
     queue = post.get("queue", "")
     if action == "pause":
         services.queue_pause(queue=queue, user=user)

@@ -68,3 +68,16 @@ def test_the_dashboard_refuses_unknown_queues(client, operator, app_broker) -> N
     response = client.post(URL + "action/", {"action": "pause", "queue": "nope"}, follow=True)
     assert "unknown queue" in response.content.decode().lower()
     assert kiln_broker.paused_queues() == set()
+
+
+def test_flush_from_the_dashboard_needs_the_word_typed_and_is_audited(client, operator, app_broker) -> None:
+    Job.objects.create(
+        task_id="f2", task_name="probe.fail", queue="high", state="failed", finished_at=timezone.now()
+    )
+    grant(operator, "retry_job")
+    client.login(username="operator", password="pw")
+    client.post(URL + "action/", {"action": "flush"})
+    assert Job.objects.filter(task_id="f2").exists()
+    client.post(URL + "action/", {"action": "flush", "confirm": "flush"})
+    assert not Job.objects.filter(task_id="f2").exists()
+    assert AuditEntry.objects.get(action="flush").count == 1
