@@ -98,12 +98,15 @@ class Driver:
             n += 1
 
 
-def rss_mb(stack: Stack) -> dict[str, float]:
+def rss_mb(stack: Stack) -> dict[str, tuple[float, int]]:
+    """Per pool: RSS of the main process and its pool processes together (MB), and how many processes
+    (worker-high autoscales, so compare per process too)."""
     result = {}
     for program in ("worker-high", "worker-default"):
         pid = int(stack.manage("kiln", "ctl", "pid", f"kiln:{program}").stdout.strip())
         main = psutil.Process(pid)
-        result[program] = sum(p.memory_info().rss for p in [main, *main.children(recursive=True)]) / 2**20
+        processes = [main, *main.children(recursive=True)]
+        result[program] = (sum(p.memory_info().rss for p in processes) / 2**20, len(processes))
     return result
 
 
@@ -225,7 +228,7 @@ def main() -> int:
     print(
         f"{args.minutes:g} minutes at {rate:.0f} uploads/min (calibrated capacity {capacity:.0f}/min), 2 cores"
     )
-    header = f"{'queue':<9}{'jobs':>6}{'per min':>9}{'wait p50':>10}{'p95':>8}{'p99':>8}{'max':>8}{'success':>9}{'RSS start':>11}{'RSS end':>9}   seeds: throughput, max wait, success"
+    header = f"{'queue':<9}{'jobs':>6}{'per min':>9}{'wait p50':>10}{'p95':>8}{'p99':>8}{'max':>8}{'success':>9}{'RSS/procs start':>17}{'end':>11}  seeds: throughput, max wait, success"
     print(header)
     for queue, program in (("high", "worker-high"), ("default", "worker-default")):
         mine = [j for j in jobs if j["queue"] == queue]
@@ -236,7 +239,8 @@ def main() -> int:
         print(
             f"{queue:<9}{len(mine):>6}{len(mine) / minutes:>9.1f}{percentile(waits, 0.5):>9.2f}s{percentile(waits, 0.95):>7.2f}s"
             f"{percentile(waits, 0.99):>7.2f}s{max(waits, default=float('nan')):>7.2f}s{success:>9.1%}"
-            f"{rss_start[program]:>9.0f}MB{rss_end[program]:>7.0f}MB   {seeds[0]}, {seeds[1]}, {seeds[2]}"
+            f"{rss_start[program][0]:>6.0f}MB/{rss_start[program][1]:<2}{rss_end[program][0]:>6.0f}MB/{rss_end[program][1]:<2}"
+            f"  {seeds[0]}, {seeds[1]}, {seeds[2]}"
         )
     pages = driver.page_seconds
     print(
