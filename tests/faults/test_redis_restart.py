@@ -76,6 +76,9 @@ def test_workers_resume_and_lose_nothing_when_redis_is_killed_and_restarted(tmp_
         runs = ledger.runs_per_key()
         assert set(runs) == expected, "no job lost"
         assert ledger.overlapping_runs() == [], "a job ran twice at the same time"
+        assert finished_after < 60, (
+            f"the workers took {finished_after:.0f} s to finish everything after Redis returned"
+        )
         print({"finished_after_s": round(finished_after, 1), "ran_twice": sum(c > 1 for c in runs.values())})
     finally:
         server.stop()
