@@ -218,6 +218,13 @@ def dead_workers_recover(app: Any, client: Any, *, scan_every: float, own_id: st
     return recovered
 
 
+# A job that was in the hands of a worker that died this many times is not put back again: it is parked
+# (taken out of Redis, its record failed) for an operator, as a poison pill that kills the whole worker
+# would otherwise go round for ever. `jobs retry` publishes it again.
+MAX_RESTORES = 3
+RESTORED_PREFIX = "kiln:restored:"
+
+
 def worker_jobs_restore(app: Any, client: Any, worker_id: str) -> int:
     key = OWNED_PREFIX + worker_id
     tags = [_text(tag) for tag in client.smembers(key)]
@@ -225,16 +232,80 @@ def worker_jobs_restore(app: Any, client: Any, worker_id: str) -> int:
     for tag in tags:
         pipe.hexists("unacked", tag)
     unacked = [tag for tag, present in zip(tags, pipe.execute(), strict=True) if present]
+    parked = 0
     with app.connection_for_write() as connection:
         qos = connection.default_channel.qos
         for tag in unacked:
+            restores = client.incr(RESTORED_PREFIX + tag)
+            client.expire(RESTORED_PREFIX + tag, 7 * 24 * 3600)
+            if restores > MAX_RESTORES and job_park(client, tag, restores - 1):
+                parked += 1
+                continue
             qos.restore_by_tag(tag)
     client.delete(key, SUSPECT_PREFIX + worker_id)
     if unacked:
         logger.warning(
-            "worker %s is dead: %d unacknowledged job(s) put back in their queues", worker_id, len(unacked)
+            "worker %s is dead: %d unacknowledged job(s) put back in their queues, %d parked",
+            worker_id,
+            len(unacked) - parked,
+            parked,
         )
     return len(unacked)
+
+
+def job_park(client: Any, tag: str, deaths: int) -> bool:
+    """Take the message out of `unacked` and record its job failed; False (put it back instead) when the
+    record cannot be written: a job is never dropped without a trace."""
+    import base64
+    import json
+
+    from django.utils import timezone
+
+    from jobs.models import Job
+    from jobs.recording import UNKNOWN_ATTEMPT, JobEvent, capped_arguments, job_events_write
+
+    raw = client.hget("unacked", tag)
+    if raw is None:
+        return True  # restored or acknowledged meanwhile: nothing to park
+    payload, _exchange, routing_key = json.loads(raw)
+    headers = payload.get("headers") or {}
+    try:  # Celery's message body: base64 of JSON [args, kwargs, embed]
+        args, kwargs, _embed = json.loads(base64.b64decode(payload["body"]))
+        args, kwargs, truncated = capped_arguments(args, kwargs)
+    except (KeyError, ValueError, TypeError):
+        args, kwargs, truncated = [], {}, True
+    try:
+        job_events_write(
+            [
+                JobEvent(
+                    task_id=headers.get("id") or tag,
+                    state=Job.State.FAILED,
+                    attempt=UNKNOWN_ATTEMPT,
+                    task_name=headers.get("task") or "",
+                    queue=routing_key or "",
+                    args=args,
+                    kwargs=kwargs,
+                    args_truncated=truncated,
+                    finished_at=timezone.now(),
+                    exception_type="WorkerLostError",
+                    exception_message=f"parked: the worker holding it died {deaths} times",
+                )
+            ]
+        )
+    except Exception:
+        logger.exception("could not record parked job %s; putting it back instead", tag)
+        return False
+    pipe = client.pipeline(transaction=True)
+    pipe.hdel("unacked", tag)
+    pipe.zrem("unacked_index", tag)
+    pipe.execute()
+    logger.error(
+        "job %s (%s) parked: the worker holding it died %d times",
+        headers.get("id"),
+        headers.get("task"),
+        deaths,
+    )
+    return True
 
 
 # The lease of this worker process (None outside a worker, or with recovery off).

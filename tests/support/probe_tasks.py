@@ -95,6 +95,14 @@ def poison(key: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+@shared_task(name="probe.worker_killer")
+def worker_killer(key: str) -> None:
+    """Worse than a poison pill: kills its worker's main process (and then its own), every time."""
+    _redis().rpush(RECORDS_KEY, json.dumps({"key": key, "pid": os.getpid()}))
+    os.kill(os.getppid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 FAULT_KEY = "probe:fault"
 
 
