@@ -34,6 +34,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 import psutil
 
+from bench.isolation import percentile
 from tests.support.processes import wait_for
 from tests.support.stack import Stack, multipart, running_stack
 from tests.thumbnails.images import jpeg_bytes
@@ -146,11 +147,6 @@ def seed_and_purge(stack: Stack, seed: str) -> None:
     """Expired report history rows, then a purge run of them on `default` (as an operator would ask)."""
     stack.manage("shell", "-c", seed)
     stack.manage("purge", "run", "--policy", "report_history")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] if ordered else float("nan")
 
 
 def main() -> int:

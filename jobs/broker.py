@@ -8,7 +8,6 @@ the other priority steps. Messages are LPUSHed and taken from the right, so the 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -156,7 +155,3 @@ def queue_mark_paused(queue: str, paused: bool) -> None:
             client.sadd(PAUSED_KEY, queue)
         else:
             client.srem(PAUSED_KEY, queue)
-
-
-def now() -> float:
-    return time.time()

@@ -143,18 +143,11 @@ class WorkerLease:
         }
         key = OWNED_PREFIX + self.id
         owned = [_text(tag) for tag in self.client.smembers(key)]
-        candidates = [tag for tag in owned if tag not in known]
-        pipe = self.client.pipeline(transaction=False)
-        for tag in candidates:
-            pipe.hexists("unacked", tag)
-        orphans = {tag for tag, present in zip(candidates, pipe.execute(), strict=True) if present}
+        orphans = set(still_unacked(self.client, [tag for tag in owned if tag not in known]))
         confirmed, self.suspected = orphans & self.suspected, orphans - self.suspected
         if not confirmed:
             return 0
-        with self.app.connection_for_write() as connection:
-            qos = connection.default_channel.qos
-            for tag in confirmed:
-                qos.restore_by_tag(tag)
+        tags_restore(self.app, list(confirmed))
         self.client.srem(key, *confirmed)
         logger.warning(
             "worker %s: %d job(s) it had lost track of put back in their queues", self.id, len(confirmed)
@@ -162,21 +155,33 @@ class WorkerLease:
         return len(confirmed)
 
 
-def owned_prune(client: Any, key: str) -> None:
-    """Forget tags already acknowledged (no longer in kombu's `unacked` hash)."""
-    tags = list(client.smembers(key))
-    if not tags:
-        return
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def still_unacked(client: Any, tags: list[str]) -> list[str]:
+    """The tags still in kombu's `unacked` hash (the others were acknowledged or restored)."""
     pipe = client.pipeline(transaction=False)
     for tag in tags:
         pipe.hexists("unacked", tag)
-    gone = [tag for tag, present in zip(tags, pipe.execute(), strict=True) if not present]
+    return [tag for tag, present in zip(tags, pipe.execute(), strict=True) if present]
+
+
+def tags_restore(app: Any, tags: list[str]) -> None:
+    """Put each job back in its queue through kombu's own WATCH/MULTI `restore_by_tag`: two workers
+    restoring one tag at once restore it once."""
+    with app.connection_for_write() as connection:
+        qos = connection.default_channel.qos
+        for tag in tags:
+            qos.restore_by_tag(tag)
+
+
+def owned_prune(client: Any, key: str) -> None:
+    """Forget tags already acknowledged (no longer in kombu's `unacked` hash)."""
+    tags = [_text(tag) for tag in client.smembers(key)]
+    gone = set(tags) - set(still_unacked(client, tags))
     if gone:
         client.srem(key, *gone)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def unowned_jobs_restore(app: Any, client: Any, *, older_than: float) -> int:
@@ -191,10 +196,7 @@ def unowned_jobs_restore(app: Any, client: Any, *, older_than: float) -> int:
     unowned = [tag for tag in old if tag not in owned]
     if not unowned:
         return 0
-    with app.connection_for_write() as connection:
-        qos = connection.default_channel.qos
-        for tag in unowned:
-            qos.restore_by_tag(tag)
+    tags_restore(app, unowned)
     logger.warning("%d unacknowledged job(s) no worker owns put back in their queues", len(unowned))
     return len(unowned)
 
@@ -227,28 +229,22 @@ RESTORED_PREFIX = "kiln:restored:"
 
 def worker_jobs_restore(app: Any, client: Any, worker_id: str) -> int:
     key = OWNED_PREFIX + worker_id
-    tags = [_text(tag) for tag in client.smembers(key)]
-    pipe = client.pipeline(transaction=False)
-    for tag in tags:
-        pipe.hexists("unacked", tag)
-    unacked = [tag for tag, present in zip(tags, pipe.execute(), strict=True) if present]
-    parked = 0
-    with app.connection_for_write() as connection:
-        qos = connection.default_channel.qos
-        for tag in unacked:
-            restores = client.incr(RESTORED_PREFIX + tag)
-            client.expire(RESTORED_PREFIX + tag, 7 * 24 * 3600)
-            if restores > MAX_RESTORES and job_park(client, tag, restores - 1):
-                parked += 1
-                continue
-            qos.restore_by_tag(tag)
+    unacked = still_unacked(client, [_text(tag) for tag in client.smembers(key)])
+    # A job whose worker died holding it MAX_RESTORES times already is parked, not put back again.
+    parked = []
+    for tag in unacked:
+        restores = client.incr(RESTORED_PREFIX + tag)
+        client.expire(RESTORED_PREFIX + tag, 7 * 24 * 3600)
+        if restores > MAX_RESTORES and job_park(client, tag, restores - 1):
+            parked.append(tag)
+    tags_restore(app, [tag for tag in unacked if tag not in parked])
     client.delete(key, SUSPECT_PREFIX + worker_id)
     if unacked:
         logger.warning(
             "worker %s is dead: %d unacknowledged job(s) put back in their queues, %d parked",
             worker_id,
-            len(unacked) - parked,
-            parked,
+            len(unacked) - len(parked),
+            len(parked),
         )
     return len(unacked)
 

@@ -12,9 +12,8 @@ import pytest
 
 from config.celery import app
 from tests.faults.ledger import Ledger
-from tests.integration.test_dead_worker_recovery import kill_worker
 from tests.support.broker import Probe
-from tests.support.processes import RedisServer, running_workers, stack_environment, wait_for
+from tests.support.processes import RedisServer, kill_worker, running_workers, stack_environment, wait_for
 
 pytestmark = pytest.mark.faults
 

@@ -3,29 +3,24 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from tests.support.broker import Probe
-from tests.support.processes import RedisServer, program_command, running_workers, stack_environment, wait_for
+from tests.support.processes import (
+    RedisServer,
+    kill_worker,
+    program_command,
+    running_workers,
+    stack_environment,
+    wait_for,
+)
 
 pytestmark = pytest.mark.processes
 
 JOB_SECONDS = 4.0
-
-
-def kill_worker(pid: int) -> None:
-    """SIGKILL the worker's main process and its pool processes at once, like the OOM killer or a lost host."""
-    main = psutil.Process(pid)
-    victims = [main, *main.children(recursive=True)]
-    for process in victims:
-        os.kill(process.pid, signal.SIGKILL)
-    psutil.wait_procs(victims, timeout=10)
 
 
 def test_the_jobs_of_a_killed_worker_run_again_on_a_live_one_within_seconds(

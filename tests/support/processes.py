@@ -72,6 +72,15 @@ def stop_process(process: subprocess.Popen, *, timeout: float = 30.0) -> None:
                 child.kill()
 
 
+def kill_worker(pid: int) -> None:
+    """SIGKILL the worker's main process and its pool processes at once, like the OOM killer or a lost host."""
+    main = psutil.Process(pid)
+    victims = [main, *main.children(recursive=True)]
+    for process in victims:
+        os.kill(process.pid, signal.SIGKILL)
+    psutil.wait_procs(victims, timeout=10)
+
+
 @dataclass
 class RedisServer:
     process: subprocess.Popen
