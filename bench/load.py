@@ -3,7 +3,7 @@
 Starts the whole stack (`manage.py kiln run`: supervisord, embedded Redis, gunicorn, both pools, beat,
 Flower) in a temporary directory, then:
   1. calibrates: uploads a burst of 3-12 MP photos through the API and measures how many per minute the
-     2-core machine renders; the steady rate is a fraction of that (--load, 0.7);
+     2-core machine renders; the steady rate is a fraction of that (--load, 0.7), or --rate per minute;
   2. drives for --minutes (5): uploads at the steady rate, a purge run of report history every 30 s on
      `default` (rows seeded to purge), and a logged-in user loading report pages twice a second;
   3. reports per queue, from the job history: jobs finished per minute, wait (publish -> start) p50, p95,
@@ -155,6 +155,9 @@ def main() -> int:
     )
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--load", type=float, default=0.7, help="fraction of the calibrated rate (0.7)")
+    parser.add_argument(
+        "--rate", type=float, default=0, help="uploads per minute instead of --load (e.g. the seeds' 500)"
+    )
     parser.add_argument("--burst", type=int, default=24, help="calibration uploads (24)")
     parser.add_argument(
         "--history-rows", type=int, default=20_000, help="report history rows seeded per purge"
@@ -174,9 +177,10 @@ def main() -> int:
         )
         driver = Driver(stack, token, report_id=int(created.stdout.strip().splitlines()[-1]))
         capacity = calibrate(stack, driver, args.burst)
-        rate = capacity * args.load
+        rate = args.rate or capacity * args.load
         print(
-            f"calibrated: {capacity:.0f} images/min rendered at most; driving {rate:.0f}/min ({args.load:.0%})",
+            f"calibrated: {capacity:.0f} images/min rendered at most; driving {rate:.0f}/min "
+            f"({rate / capacity:.0%})",
             flush=True,
         )
 

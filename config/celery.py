@@ -8,8 +8,17 @@ import resource
 from celery import Celery
 from celery.signals import worker_process_init
 from django.conf import settings
+from kombu import transport as kombu_transports
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+# Kiln's broker is kombu's Redis transport with a reliable fetch (jobs/transport.py): a message is never
+# out of Redis between being taken and being recorded unacknowledged. Registered under kombu's own scheme
+# names, so REDIS_URL and every URL derived from it (Flower's queue view too) stay plain redis URLs.
+for _scheme in ("redis", "rediss"):
+    kombu_transports.TRANSPORT_ALIASES[_scheme] = "jobs.transport:Transport"
+    # kombu caches a resolved scheme: drop one resolved before this module was imported.
+    getattr(kombu_transports, "_transport_cache", {}).pop(_scheme, None)
 
 app = Celery("kiln")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -282,6 +282,15 @@ CELERY_RESULT_BACKEND = "jobs.results:KilnRedisBackend+" + (
 )
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": KILN_VISIBILITY_TIMEOUT,
+    # One Redis list per queue: Kiln's priorities are its queues, and a consumer of one list fetches with a
+    # blocking BLMOVE (jobs/transport.py); kombu's default, four priority steps, would be four lists.
+    "priority_steps": [0],
+    # The reliable fetch's lease: a message taken by a consumer that died (or lost its connection) before
+    # recording it goes back to its queue within about this long; 0 is kombu's own fetch (BRPOP).
+    "kiln_fetch_dead_after": KILN_WORKER_DEAD_AFTER_SECONDS,
+    # A command on a connection Redis dropped without closing it (failover, a NAT timeout) fails after 10 s
+    # instead of hanging the worker's event loop for ever (kombu's default); well above the 1 s fetch wait.
+    "socket_timeout": 10,
     # A publisher (the web app at upload time) gives up on an unreachable broker after ~0.5 s instead
     # of kombu's default ~6 s: the upload is kept pending and the sweep dispatches it later. Workers
     # reconnect by their own, unlimited policy (broker_connection_retry).

@@ -14,7 +14,10 @@ job still running would be handed out twice. Kiln gets them back within a minute
   tags still in `unacked` goes back to its queue through kombu's own `restore_by_tag` (a WATCH/MULTI
   transaction: two workers recovering at once restore a job once), and the set is deleted.
 
-Two more leaks are closed the same way, by every worker at every scan:
+Three more leaks are closed the same way, by every worker at every scan:
+- messages a consumer took from a queue but never recorded unacknowledged (Redis died in between, or the
+  connection broke before the reply arrived) sit in that consumer's fetch list; once its fetcher lease
+  expires they go back (jobs/transport.py, the reliable fetch);
 - its own jobs it no longer knows (after a lost connection Celery cancels the running ones and forgets
   the prefetched ones, which Redis still holds as unacknowledged) go back when seen twice in a row;
 - jobs unacknowledged for three lease lifetimes that no lease owns (delivered by Redis just before a
@@ -37,6 +40,8 @@ import uuid
 from typing import Any
 
 from celery.signals import task_received, worker_init, worker_shutdown
+
+from jobs.transport import fetch_lists_recover
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +118,8 @@ class WorkerLease:
                 if now - last_scan >= scan_every:
                     last_scan = now
                     dead_workers_recover(self.app, self.client, scan_every=scan_every, own_id=self.id)
+                    # Messages taken from a queue by a consumer that died before recording them (jobs/transport.py).
+                    fetch_lists_recover(self.client)
                     self.orphans_restore()
                     # Three lease lifetimes: far longer than a delivery takes to be claimed.
                     unowned_jobs_restore(self.app, self.client, older_than=self.dead_after * 3)

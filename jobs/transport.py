@@ -1,0 +1,458 @@
+"""kombu's Redis transport with a reliable fetch: no message is lost when Redis dies between taking a message
+and recording it unacknowledged.
+
+kombu takes a message with BRPOP and then, in a second command, records it in its `unacked` hash. Redis
+killed between the two (or a connection cut after BRPOP ran but before its reply arrived) loses the message:
+it is in no list and in no hash. Kiln's transport moves it instead into a fetch list of the consuming
+channel, `kiln:fetching:<fetcher>:<queue key>`, so it stays in Redis (and in its append-only file) the whole
+time:
+
+- the channel holds a lease, `kiln:fetcher-alive:<fetcher>` (a key expiring after the transport option
+  `kiln_fetch_dead_after`, Kiln's KILN_WORKER_DEAD_AFTER_SECONDS), set before it takes a message, and
+  registers its fetch lists in the set `kiln:fetch-lists`;
+- recording the message unacknowledged is one Lua script: it removes the message from the fetch list and,
+  only if it was still there, adds it to `unacked`. The message lives in exactly one place;
+- a channel whose fetch may have lost a reply (a connection error, a disconnect while it waited) takes a new
+  fetcher identity, so its old lists are left to recovery;
+- `fetch_lists_recover`, run by every worker's lease thread (jobs/recovery.py), moves the messages of every
+  fetch list whose fetcher lease expired back to the consuming end of their queue, in one script per list,
+  so a live fetcher's list is never touched. A late delivery of a message recovery already put back finds it
+  gone from its fetch list and drops it instead of running it twice;
+- a message that cannot be delivered (not kombu's, an undecodable body) is moved to `kiln:fetch-malformed`
+  for an operator, instead of going round between a crashing worker and recovery.
+
+A consumer of one queue key waits with BLMOVE. BLMOVE waits on one key, so a consumer of several (several
+queues, or priority steps) takes the first message in its queue order with a script, and when all are
+empty waits with BLMOVE on one of them for at most MULTI_KEY_WAIT seconds. That is why Kiln runs each queue
+as one key (`priority_steps` [0]; Kiln's priorities are its queues) and each pool on one queue.
+
+A full Redis (maxmemory with `noeviction`) refuses BLMOVE, but a script may write once it has freed memory:
+the scripts pop before they push, so workers keep draining queues while Redis is full (waiting, when all
+are empty, with a BLPOP on a key nobody writes). Consumers that acknowledge nothing (no_ack: the reply
+queues of remote-control clients) keep kombu's BRPOP: for them a delivered message is gone anyway.
+Needs Redis 6.2 or later (BLMOVE).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from queue import Empty
+from time import monotonic, time
+from typing import Any
+
+import redis
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
+
+logger = logging.getLogger(__name__)
+
+FETCHING_PREFIX = "kiln:fetching:"
+FETCHER_ALIVE_PREFIX = "kiln:fetcher-alive:"
+FETCH_LISTS = "kiln:fetch-lists"
+# Messages that cannot be delivered: moved aside for an operator rather than fetched (and recovered) for ever.
+MALFORMED = "kiln:fetch-malformed"
+# A key nothing writes: BLPOP on it is a wait that needs no memory (Redis full).
+IDLE_KEY = "kiln:fetch-idle"
+# A consumer of several keys, when all were empty, waits this long on one of them before it looks at all
+# of them again: the longest extra wait of a message on another key while the consumer is idle.
+MULTI_KEY_WAIT = 0.25
+# After Redis refused a fetch for memory, fetch by script only for this long.
+OUT_OF_MEMORY_BACKOFF = 10.0
+FETCHER_ID_LENGTH = 32  # uuid4().hex
+
+# Take the first message of KEYS (in order) into its fetch list ARGV[1] .. key, renewing the fetcher's lease
+# ARGV[2] (value ARGV[3], ARGV[4] seconds) and registering the list in ARGV[5]. Returns {key, message}.
+# The pop comes first: a script that has freed memory may write even in a full Redis.
+FETCH_SCRIPT = """
+for _, key in ipairs(KEYS) do
+    local message = redis.call('RPOP', key)
+    if message then
+        redis.call('SET', ARGV[2], ARGV[3], 'EX', ARGV[4])
+        redis.call('SADD', ARGV[5], ARGV[1] .. key)
+        redis.call('LPUSH', ARGV[1] .. key, message)
+        return {key, message}
+    end
+end
+return false
+"""
+
+# Record a fetched message unacknowledged, only if it is still in its fetch list (recovery did not put it
+# back meanwhile). KEYS: fetch list, unacked index, unacked hash. ARGV: message, tag, time, hash value.
+RECORD_SCRIPT = """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+    return 0
+end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
+return 1
+"""
+
+# Move one fetched message from its fetch list KEYS[1] to the head of KEYS[2] (MALFORMED), or to the
+# consuming end of KEYS[2] (its queue) when ARGV[2] is "back". 0: it was no longer there.
+MOVE_SCRIPT = """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+    return 0
+end
+if ARGV[2] == 'back' then
+    redis.call('RPUSH', KEYS[2], ARGV[1])
+else
+    redis.call('LPUSH', KEYS[2], ARGV[1])
+end
+return 1
+"""
+
+# Put the messages of a dead fetcher's list back at the consuming end of their queue, oldest taken last so
+# that it comes out first. KEYS: fetch list, fetcher lease, FETCH_LISTS, queue key. -1: the fetcher lives.
+RESTORE_SCRIPT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+    return -1
+end
+local restored = 0
+while true do
+    local message = redis.call('LPOP', KEYS[1])
+    if not message then
+        break
+    end
+    redis.call('RPUSH', KEYS[4], message)
+    restored = restored + 1
+end
+redis.call('SREM', KEYS[3], KEYS[1])
+return restored
+"""
+
+
+class FetchRevoked(Exception):
+    """The fetched message was put back by recovery before it could be recorded: it is not delivered here."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    fetch_list: str
+    raw: bytes
+    delivery_tag: str | None
+
+
+@dataclass(frozen=True)
+class FetchSent:
+    command: str  # BLMOVE, EVAL (the fetch script) or BLPOP (a wait)
+    key: str | None  # the queue key a BLMOVE waits on
+    fetch_lists: str  # the fetch-list prefix of the fetcher that sent it
+
+
+def fetch_list_parts(fetch_list: str) -> tuple[str, str]:
+    """(fetcher id, queue key) of a fetch list's name."""
+    rest = fetch_list[len(FETCHING_PREFIX) :]
+    return rest[:FETCHER_ID_LENGTH], rest[FETCHER_ID_LENGTH + 1 :]
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, redis.exceptions.OutOfMemoryError)
+
+
+class QoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        fetched = self.channel._fetched
+        if fetched is None or fetched.delivery_tag != delivery_tag:
+            super().append(message, delivery_tag)
+            return
+        delivery = message.delivery_info
+        value = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        with self.channel.conn_or_acquire() as client:
+            recorded = client.eval(
+                RECORD_SCRIPT,
+                3,
+                fetched.fetch_list,
+                self.unacked_index_key,
+                self.unacked_key,
+                fetched.raw,
+                delivery_tag,
+                time(),
+                value,
+            )
+        self.channel._fetched = None
+        if not recorded:
+            raise FetchRevoked(delivery_tag)
+        # kombu's in-memory bookkeeping of delivered messages (virtual QoS), as kombu's append does.
+        virtual.QoS.append(self, message, delivery_tag)
+
+
+class Channel(kombu_redis.Channel):
+    QoS = QoS
+    from_transport_options = (*kombu_redis.Channel.from_transport_options, "kiln_fetch_dead_after")
+    # Seconds a fetcher lease lasts; 0 keeps kombu's BRPOP.
+    kiln_fetch_dead_after = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Before kombu's __init__: its poller may look at them as soon as the channel is registered.
+        self._fetched: Fetched | None = None
+        self._fetch_sent: FetchSent | None = None
+        self._fetch_wait_next = False
+        self._out_of_memory_until = float("-inf")
+        self._no_ack_queues: set[str] = set()
+        self._redis_version_checked = False
+        self._fetcher_new()
+        super().__init__(*args, **kwargs)
+        if not self.ack_emulation:  # no `unacked` hash to record messages in: kombu's own fetch
+            self.kiln_fetch_dead_after = 0
+        if self.kiln_fetch_dead_after and self.global_keyprefix:
+            raise ValueError("Kiln's reliable fetch does not support kombu's global_keyprefix")
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        (self._no_ack_queues.add if no_ack else self._no_ack_queues.discard)(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def _fetches_reliably(self) -> bool:
+        return bool(self.kiln_fetch_dead_after) and any(
+            queue not in self._no_ack_queues for queue in self.active_queues
+        )
+
+    # -- fetcher identity and lease ------------------------------------------------------------------
+
+    def _fetcher_new(self) -> None:
+        """A new identity: the old one's fetch lists, if any message may still sit there, go to recovery."""
+        self.fetcher_id = uuid.uuid4().hex
+        self._fetcher_refreshed_at = float("-inf")
+        self._fetcher_lists: frozenset[str] = frozenset()
+
+    def _fetch_list(self, key: str) -> str:
+        return f"{FETCHING_PREFIX}{self.fetcher_id}:{key}"
+
+    def _lease_arguments(self) -> list[Any]:
+        """ARGV[2:5] of FETCH_SCRIPT: the lease key, its value, its seconds, the registry of fetch lists."""
+        return [
+            FETCHER_ALIVE_PREFIX + self.fetcher_id,
+            f"{socket.gethostname()}:{os.getpid()}",
+            max(int(self.kiln_fetch_dead_after), 1),
+            FETCH_LISTS,
+        ]
+
+    def _fetcher_refresh(self, keys: list[str]) -> None:
+        """Before a BLMOVE: make sure the lease outlives the wait (it is refreshed at a sixth of its life,
+        so at least five sixths remain) and that recovery knows the fetch lists."""
+        lists = frozenset(self._fetch_list(key) for key in keys)
+        if (
+            lists <= self._fetcher_lists
+            and monotonic() - self._fetcher_refreshed_at < self.kiln_fetch_dead_after / 6
+        ):
+            return
+        with self.conn_or_acquire() as client:
+            if not self._redis_version_checked:
+                version = client.info("server").get("redis_version", "0")
+                if tuple(int(part) for part in version.split(".")[:2]) < (6, 2):
+                    raise RuntimeError(
+                        f"Kiln's broker needs Redis 6.2 or later (BLMOVE); this one is {version}"
+                    )
+                self._redis_version_checked = True
+            alive, value, seconds, registry = self._lease_arguments()
+            pipe = client.pipeline()
+            pipe.set(alive, value, ex=seconds)
+            pipe.sadd(registry, *lists)
+            pipe.execute()
+        self._fetcher_refreshed_at = monotonic()
+        self._fetcher_lists = self._fetcher_lists | lists
+
+    # -- fetching ----------------------------------------------------------------------------------
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        if not self._fetches_reliably():
+            self._fetch_sent = None
+            super()._brpop_start(timeout)
+            return
+        if timeout is None:
+            timeout = self.brpop_timeout
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        keys = list(
+            dict.fromkeys(self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues)
+        )
+        prefix = self._fetch_list("")
+        out_of_memory = monotonic() < self._out_of_memory_until
+        if not out_of_memory and (len(keys) == 1 or self._fetch_wait_next):
+            wait = (timeout or 0) if len(keys) == 1 else min(timeout or MULTI_KEY_WAIT, MULTI_KEY_WAIT)
+            try:
+                self._fetcher_refresh(keys)
+            except redis.exceptions.ResponseError as error:
+                if not _out_of_memory(error):
+                    raise
+                self._out_of_memory_note()
+                return self._brpop_start(timeout)
+            command: list[Any] = ["BLMOVE", keys[0], prefix + keys[0], "RIGHT", "LEFT", wait]
+            sent = FetchSent("BLMOVE", keys[0], prefix)
+        elif self._fetch_wait_next:  # out of memory, all empty: wait without taking anything
+            command, sent = ["BLPOP", IDLE_KEY, MULTI_KEY_WAIT], FetchSent("BLPOP", None, prefix)
+        else:
+            command = ["EVAL", FETCH_SCRIPT, len(keys), *keys, prefix, *self._lease_arguments()]
+            sent = FetchSent("EVAL", None, prefix)
+        self._fetch_sent = sent
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()
+        self.client.connection.send_command(*command)
+
+    def _out_of_memory_note(self) -> None:
+        if monotonic() >= self._out_of_memory_until:
+            logger.warning(
+                "Redis is out of memory (maxmemory, noeviction): fetching by script for %.0f s",
+                OUT_OF_MEMORY_BACKOFF,
+            )
+        self._out_of_memory_until = monotonic() + OUT_OF_MEMORY_BACKOFF
+
+    def _brpop_read(self, **options: Any) -> bool:
+        sent = self._fetch_sent
+        if sent is None:  # kombu's BRPOP (or nothing outstanding: kombu handles a closed idle connection)
+            return super()._brpop_read(**options)
+        try:
+            try:
+                reply = self.client.parse_response(self.client.connection, sent.command, **options)
+            except self.connection_errors:
+                # The command may have run without its reply reaching us: leave what it took to recovery.
+                self._fetcher_new()
+                self.client.connection.disconnect()
+                raise
+            except redis.exceptions.ResponseError as error:
+                if not _out_of_memory(error):
+                    raise
+                self._out_of_memory_note()
+                raise Empty() from None
+            if sent.command == "BLPOP":
+                self._fetch_wait_next = False
+                raise Empty()
+            if sent.command == "EVAL":
+                if not reply:
+                    self._fetch_wait_next = True
+                    raise Empty()
+                key, raw = bytes_to_str(reply[0]), reply[1]
+            else:
+                self._fetch_wait_next = False
+                if reply is None:
+                    raise Empty()
+                key, raw = sent.key, reply
+            assert key is not None
+            return self._fetched_deliver(sent.fetch_lists + key, key, raw)
+        finally:
+            self._fetch_sent = None
+            self._in_poll = None
+            self._flush_brpop_reauth()
+
+    def _fetched_move(self, fetch_list: str, raw: bytes, destination: str, *, back: bool = False) -> None:
+        with self.conn_or_acquire() as client:
+            client.eval(MOVE_SCRIPT, 2, fetch_list, destination, raw, "back" if back else "aside")
+
+    def _fetched_deliver(self, fetch_list: str, key: str, raw: bytes) -> bool:
+        queue = key.rsplit(self.sep, 1)[0]
+        self._queue_cycle.rotate(queue)
+        if queue not in self.connection._callbacks:
+            # Its consumer was cancelled while the fetch waited (a paused queue): straight back.
+            self._fetched_move(fetch_list, raw, key, back=True)
+            raise Empty()
+        try:
+            payload = loads(bytes_to_str(raw))
+            tag = payload["properties"]["delivery_tag"]
+        except (ValueError, TypeError, KeyError):
+            logger.error("message in %s is not a kombu message; moved to %s", key, MALFORMED)
+            self._fetched_move(fetch_list, raw, MALFORMED)
+            raise Empty() from None
+        if queue in self._no_ack_queues:
+            # Nothing to record: the message leaves Redis before its consumer sees it, as with BRPOP.
+            with self.conn_or_acquire() as client:
+                client.lrem(fetch_list, 1, raw)
+            self.connection._deliver(payload, queue)
+            return True
+        self._fetched = Fetched(fetch_list, raw, tag)
+        try:
+            self.connection._deliver(payload, queue)
+        except FetchRevoked:
+            logger.warning(
+                "message %s was put back by recovery before it was delivered here; not delivering", tag
+            )
+            raise Empty() from None
+        except self.connection_errors:
+            # Not recorded, maybe not even taken out of the fetch list: recovery puts it back.
+            self._fetcher_new()
+            raise
+        except Exception:
+            if self._fetched is None:  # recorded: the consumer's own error, as with kombu
+                raise
+            # Failed before it was recorded (an undecodable body): aside, or it would crash worker after
+            # worker through recovery.
+            logger.exception("message %s in %s cannot be delivered; moved to %s", tag, key, MALFORMED)
+            self._fetched_move(fetch_list, raw, MALFORMED)
+            raise Empty() from None
+        finally:
+            self._fetched = None
+        return True
+
+    def _get(self, queue: str) -> dict[str, Any]:
+        """basic_get: the same reliable fetch, without waiting."""
+        if not self.kiln_fetch_dead_after:
+            return super()._get(queue)
+        keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps]
+        prefix = self._fetch_list("")
+        with self.conn_or_acquire() as client:
+            reply = client.eval(FETCH_SCRIPT, len(keys), *keys, prefix, *self._lease_arguments())
+            self._maybe_update_queues_expire(client, queue)
+        if not reply:
+            raise Empty()
+        key, raw = bytes_to_str(reply[0]), reply[1]
+        try:
+            payload = loads(bytes_to_str(raw))
+            tag = payload["properties"]["delivery_tag"]
+        except (ValueError, TypeError, KeyError):
+            logger.error("message in %s is not a kombu message; moved to %s", key, MALFORMED)
+            self._fetched_move(prefix + key, raw, MALFORMED)
+            raise Empty() from None
+        self._fetched = Fetched(prefix + key, raw, tag)
+        return payload
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        try:
+            message = super().basic_get(queue, no_ack, **kwargs)
+        except FetchRevoked:
+            return None
+        finally:
+            fetched, self._fetched = self._fetched, None
+        if fetched is not None and message is not None:  # no_ack: delivered without an unacked record
+            with self.conn_or_acquire() as client:
+                client.lrem(fetched.fetch_list, 1, fetched.raw)
+        return message
+
+    def _poll_error(self, type: str, **options: Any) -> None:
+        if type != "LISTEN" and self._fetch_sent is not None:
+            # A socket error while fetching: its reply, if any, is lost with the connection.
+            self._fetcher_new()
+            self._fetch_sent = None
+            self._in_poll = None
+            self.client.connection.disconnect()
+            return
+        super()._poll_error(type, **options)
+
+    def _on_connection_disconnect(self, connection: Any) -> None:
+        if self._in_poll is connection and self._fetch_sent is not None:
+            self._fetcher_new()
+            self._fetch_sent = None
+        super()._on_connection_disconnect(connection)
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel
+
+
+def fetch_lists_recover(client: Any) -> int:
+    """Put back the messages of every fetch list whose fetcher is gone; returns how many."""
+    restored = 0
+    for member in client.smembers(FETCH_LISTS):
+        fetch_list = bytes_to_str(member)
+        fetcher_id, key = fetch_list_parts(fetch_list)
+        count = client.eval(
+            RESTORE_SCRIPT, 4, fetch_list, FETCHER_ALIVE_PREFIX + fetcher_id, FETCH_LISTS, key
+        )
+        if count > 0:
+            logger.warning("%d message(s) taken by a fetcher that is gone put back in %s", count, key)
+            restored += count
+    return restored

@@ -1,0 +1,332 @@
+"""Kiln's Redis transport (jobs/transport.py) against a real redis-server: the reliable fetch keeps a message in
+Redis from the moment it is taken until it is recorded unacknowledged, and recovery puts back what a gone
+consumer took."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+import pytest
+import redis
+from kombu import Connection, Exchange, Queue
+
+from jobs import transport
+from jobs.transport import FETCH_LISTS, MALFORMED, fetch_lists_recover
+from tests.support.processes import RedisServer, start_redis, wait_for
+
+HIGH = Queue("high", Exchange("high"), routing_key="high")
+DEFAULT = Queue("default", Exchange("default"), routing_key="default")
+
+
+def connection(url: str, *, dead_after: float = 1, **options: Any) -> Connection:
+    return Connection(
+        url, transport_options={"priority_steps": [0], "kiln_fetch_dead_after": dead_after, **options}
+    )
+
+
+def publish(url: str, body: dict, queue: Queue = HIGH) -> None:
+    with connection(url) as conn, conn.Producer() as producer:
+        producer.publish(body, exchange=queue.exchange, routing_key=queue.routing_key, declare=[queue])
+
+
+def fetch_lists(client) -> dict[str, list[str]]:
+    return {key: client.lrange(key, 0, -1) for key in client.scan_iter(match="kiln:fetching:*")}
+
+
+@pytest.fixture
+def consumed() -> list:
+    return []
+
+
+def drain(
+    conn: Connection, queues: list[Queue], consumed: list, *, no_ack: bool = False, timeout: float = 3
+) -> None:
+    def on_message(body: dict, message: Any) -> None:
+        consumed.append((body, message))
+
+    with conn.Consumer(queues, callbacks=[on_message], accept=["json"], no_ack=no_ack):
+        conn.drain_events(timeout=timeout)
+
+
+def test_it_is_kombus_redis_scheme_that_resolves_to_kilns_transport(broker: RedisServer) -> None:
+    import config.celery  # noqa: F401 - registers the transport
+
+    for url in (broker.url, "redis+socket:///tmp/kiln.sock", "rediss://127.0.0.1:6380/0"):
+        assert Connection(url).transport_cls in ("redis", "rediss")
+        assert Connection(url).transport.__class__ is transport.Transport
+
+
+def test_a_delivered_message_is_unacknowledged_and_in_no_fetch_list(
+    broker: RedisServer, consumed: list
+) -> None:
+    client = broker.client()
+    publish(broker.url, {"n": 1})
+    with connection(broker.url) as conn:
+        drain(conn, [HIGH], consumed)
+        assert [body for body, _ in consumed] == [{"n": 1}]
+        assert client.llen("high") == 0
+        assert client.hlen("unacked") == client.zcard("unacked_index") == 1
+        assert fetch_lists(client) == {}
+        consumed[0][1].ack()
+    assert client.hlen("unacked") == 0
+
+
+@pytest.mark.parametrize("reliable", [True, False], ids=["kiln-fetch", "kombu-brpop"])
+def test_a_message_taken_when_redis_is_killed_before_it_is_recorded(tmp_path: Path, reliable: bool) -> None:
+    """Redis SIGKILLed (with its append-only file) in the exact window between taking a message and recording
+    it unacknowledged: Kiln's fetch keeps it and recovery puts it back; kombu's BRPOP loses it."""
+    directory = tmp_path / "redis"
+    server = start_redis(directory, persistent=True)
+    try:
+        publish(server.url, {"n": "survivor"})
+        record = transport.QoS.append
+
+        def redis_dies_first(qos: transport.QoS, message: Any, delivery_tag: str) -> None:
+            os.kill(server.process.pid, signal.SIGKILL)
+            server.process.wait(timeout=10)
+            record(qos, message, delivery_tag)
+
+        conn = connection(server.url, dead_after=1 if reliable else 0)
+        consumed: list = []
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(transport.QoS, "append", redis_dies_first)
+            with pytest.raises(conn.connection_errors):
+                drain(conn, [HIGH], consumed)
+        conn.collect()
+        assert consumed == [], "the message never reached the consumer"
+
+        server = start_redis(directory, port=server.port, persistent=True)
+        client = server.client()
+        assert client.llen("high") == 0
+        assert client.hlen("unacked") == 0
+        if not reliable:
+            assert fetch_lists(client) == {}, "kombu's BRPOP left it nowhere: lost"
+            return
+        assert [len(items) for items in fetch_lists(client).values()] == [1]
+        # Once the taker's lease has expired (1 s here), recovery puts the message back in its queue.
+        wait_for(
+            lambda: fetch_lists_recover(client) == 1, timeout=10, what="recovery to put the message back"
+        )
+        assert client.llen("high") == 1
+        assert fetch_lists(client) == {}
+        with connection(server.url) as conn:
+            drain(conn, [HIGH], consumed)
+            assert [body for body, _ in consumed] == [{"n": "survivor"}]
+            consumed[0][1].ack()
+        assert client.hlen("unacked") == 0
+        assert client.llen("high") == 0
+    finally:
+        server.stop()
+
+
+def test_recovery_leaves_a_live_consumers_fetch_list_alone(broker: RedisServer) -> None:
+    client = broker.client()
+    publish(broker.url, {"n": 1})
+    with connection(broker.url, dead_after=30) as conn:
+        channel = conn.default_channel
+        channel._fetcher_refresh(["high"])
+        client.lmove("high", channel._fetch_list("high"), "RIGHT", "LEFT")  # as its BLMOVE does
+        assert fetch_lists_recover(client) == 0
+        assert client.llen(channel._fetch_list("high")) == 1
+        client.delete(transport.FETCHER_ALIVE_PREFIX + channel.fetcher_id)  # its lease runs out
+        assert fetch_lists_recover(client) == 1
+        assert client.llen("high") == 1
+        assert client.smembers(FETCH_LISTS) == set()
+
+
+def test_a_late_delivery_of_a_message_recovery_put_back_is_dropped(
+    broker: RedisServer, consumed: list
+) -> None:
+    """A consumer frozen between taking and recording a message for longer than its lease: recovery puts the
+    message back, so the frozen consumer must not run it too."""
+    client = broker.client()
+    publish(broker.url, {"n": 1})
+    record = transport.QoS.append
+
+    frozen: list[str] = []
+
+    def frozen_past_its_lease(qos: transport.QoS, message: Any, delivery_tag: str) -> None:
+        if not frozen:  # once: the put-back message is then fetched as any other
+            frozen.append(delivery_tag)
+            client.delete(transport.FETCHER_ALIVE_PREFIX + qos.channel.fetcher_id)
+            assert fetch_lists_recover(client) == 1
+        record(qos, message, delivery_tag)
+
+    with connection(broker.url) as conn:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(transport.QoS, "append", frozen_past_its_lease)
+            drain(
+                conn, [HIGH], consumed
+            )  # the late delivery is dropped; the put-back message is fetched again
+        assert len(frozen) == 1
+        assert [body for body, _ in consumed] == [{"n": 1}]
+        assert client.hlen("unacked") == 1
+        assert client.llen("high") == 0
+        with pytest.raises(TimeoutError):  # and only once
+            drain(conn, [HIGH], consumed, timeout=1)
+
+
+def test_a_consumer_of_two_queues_takes_from_both(broker: RedisServer, consumed: list) -> None:
+    client = broker.client()
+    publish(broker.url, {"n": "default-1"}, DEFAULT)
+    with connection(broker.url) as conn:
+        # Queued before: the non-blocking script takes it whichever queue it is in.
+        drain(conn, [HIGH, DEFAULT], consumed)
+        # Idle first: the consumer waits on one queue at a time, at most MULTI_KEY_WAIT on each.
+        with conn.Consumer(
+            [HIGH, DEFAULT], callbacks=[lambda body, message: consumed.append((body, message))]
+        ):
+            with pytest.raises(TimeoutError):
+                conn.drain_events(timeout=0.6)
+            for queue in (DEFAULT, HIGH):
+                publish(broker.url, {"n": f"{queue.name}-2"}, queue)
+                started = time.monotonic()
+                while len(consumed) < (2 if queue is DEFAULT else 3):
+                    conn.drain_events(timeout=3)
+                assert time.monotonic() - started < 2
+        assert client.hlen("unacked") == 3  # (closing the connection puts unacknowledged ones back)
+    assert [body["n"] for body, _ in consumed] == ["default-1", "default-2", "high-2"]
+    assert fetch_lists(client) == {}
+
+
+def test_a_no_ack_consumer_leaves_nothing_behind(broker: RedisServer, consumed: list) -> None:
+    client = broker.client()
+    publish(broker.url, {"n": 1})
+    with connection(broker.url) as conn:
+        drain(conn, [HIGH], consumed, no_ack=True)
+    assert [body for body, _ in consumed] == [{"n": 1}]
+    assert client.hlen("unacked") == 0
+    assert fetch_lists(client) == {}
+    assert client.llen("high") == 0
+
+
+@pytest.mark.parametrize("no_ack", [False, True])
+def test_basic_get_fetches_the_same_reliable_way(broker: RedisServer, no_ack: bool) -> None:
+    client = broker.client()
+    publish(broker.url, {"n": 1})
+    with connection(broker.url) as conn:
+        message = HIGH(conn.default_channel).get(no_ack=no_ack)
+        assert message is not None
+        assert message.payload == {"n": 1}
+        assert client.hlen("unacked") == (0 if no_ack else 1)
+        assert fetch_lists(client) == {}
+        assert client.llen("high") == 0
+        assert HIGH(conn.default_channel).get() is None
+
+
+def test_a_message_that_is_not_kombus_is_moved_aside_not_fetched_for_ever(
+    broker: RedisServer, consumed: list
+) -> None:
+    client = broker.client()
+    publish(broker.url, {"n": 1})  # declares the queue's binding
+    client.rpush("high", "this is not JSON")  # the consuming end: taken first
+    with (
+        connection(broker.url) as conn,
+        conn.Consumer([HIGH], callbacks=[lambda body, message: consumed.append((body, message))]),
+    ):
+        deadline = time.monotonic() + 5
+        while not consumed and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                conn.drain_events(timeout=1)
+    assert [body for body, _ in consumed] == [{"n": 1}]
+    assert client.lrange(MALFORMED, 0, -1) == ["this is not JSON"]
+    assert fetch_lists(client) == {}
+
+
+def test_a_fetch_cut_off_by_a_lost_connection_leaves_its_message_to_recovery(broker: RedisServer) -> None:
+    client = broker.client()
+    publish(broker.url, {"n": 1})
+    with connection(broker.url) as conn:
+        channel = conn.default_channel
+        channel.basic_consume("high", False, lambda message: None, "tag")
+        conn.transport.cycle.on_poll_start()  # registers the channel's connection and sends its BLMOVE
+        first_fetcher = channel.fetcher_id
+        wait_for(lambda: client.llen("high") == 0, timeout=5, what="the BLMOVE to take the message")
+        channel.client.connection.disconnect()  # the reply is never read
+        assert channel.fetcher_id != first_fetcher, "a new identity: the old one's list is left to recovery"
+    assert client.hlen("unacked") == 0
+    wait_for(lambda: fetch_lists_recover(client) == 1, timeout=10, what="recovery to put the message back")
+    assert client.llen("high") == 1
+
+
+def test_a_message_whose_body_cannot_be_decoded_is_moved_aside_and_the_consumer_goes_on(
+    broker: RedisServer, consumed: list
+) -> None:
+    """kombu raises on such a message (and loses it); a reliable fetch must not hand it to worker after
+    worker through recovery."""
+    client = broker.client()
+    publish(broker.url, {"n": "good"})
+    poison = json.dumps(
+        {
+            "body": "!!! not base64",
+            "content-type": "application/json",
+            "content-encoding": "utf-8",
+            "headers": {},
+            "properties": {
+                "body_encoding": "base64",
+                "delivery_tag": "poison-1",
+                "delivery_info": {"exchange": "high", "routing_key": "high"},
+            },
+        }
+    )
+    client.rpush("high", poison)  # the consuming end: taken first
+    with connection(broker.url) as conn:
+        drain(conn, [HIGH], consumed)
+        assert [body for body, _ in consumed] == [{"n": "good"}]
+        assert client.hlen("unacked") == 1
+    assert client.lrange(MALFORMED, 0, -1) == [poison]
+    assert fetch_lists(client) == {}
+
+
+def test_a_message_taken_for_a_consumer_cancelled_meanwhile_goes_back_to_its_queue(
+    broker: RedisServer,
+) -> None:
+    client = broker.client()
+    with connection(broker.url) as conn:
+        channel = conn.default_channel
+        HIGH(channel).declare()
+        channel.basic_consume("high", False, lambda message: pytest.fail("delivered after cancel"), "tag")
+        conn.transport.cycle.on_poll_start()  # its BLMOVE waits
+        publish(broker.url, {"n": 1})
+        wait_for(lambda: client.llen("high") == 0, timeout=5, what="the BLMOVE to take the message")
+        channel.basic_cancel("tag")  # a paused queue
+        with pytest.raises(Empty):
+            channel._brpop_read()  # the reply arrives for nobody
+    assert client.llen("high") == 1
+    assert client.hlen("unacked") == 0
+    assert fetch_lists(client) == {}
+
+
+def test_a_consumer_keeps_taking_jobs_from_a_full_redis(broker: RedisServer, consumed: list) -> None:
+    """maxmemory reached with noeviction: Redis refuses BLMOVE (and kombu's record of a BRPOPed message, which
+    it then loses); the fetch and record scripts pop before they push, which Redis allows. (kombu's MULTI
+    transactions, its acknowledgement among them, are refused until Redis has room again.)"""
+    client = broker.client()
+    for n in range(3):
+        publish(broker.url, {"n": n})
+    with (
+        connection(broker.url) as conn,
+        conn.Consumer([HIGH], callbacks=[lambda body, message: consumed.append((body, message))]),
+    ):
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", client.info("memory")["used_memory"])
+        try:
+            with pytest.raises(redis.exceptions.OutOfMemoryError):
+                client.set("kiln:test-full", "x" * 1000)
+            deadline = time.monotonic() + 10
+            while len(consumed) < 3 and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=1)
+            assert sorted(body["n"] for body, _ in consumed) == [0, 1, 2]
+            assert client.hlen("unacked") == 3
+            assert fetch_lists(client) == {}
+            assert client.llen("high") == 0
+        finally:
+            client.config_set("maxmemory", 0)
