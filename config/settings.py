@@ -196,6 +196,11 @@ KILN_PURGE_TASK_BUDGET_SECONDS = env_int(_env, "KILN_PURGE_TASK_BUDGET_SECONDS",
 # A worker whose lease has not been renewed for this long is dead, and its unacknowledged jobs go back to
 # their queues (jobs/recovery.py) instead of waiting out KILN_VISIBILITY_TIMEOUT. 0 turns this off.
 KILN_WORKER_DEAD_AFTER_SECONDS = env_int(_env, "KILN_WORKER_DEAD_AFTER_SECONDS", 30, minimum=0, maximum=600)
+if 0 < KILN_WORKER_DEAD_AFTER_SECONDS < 3:
+    # The lease of the reliable fetch must outlive its 1 s wait for a message by 2 s (jobs/transport.py).
+    raise ImproperlyConfigured(
+        f"KILN_WORKER_DEAD_AFTER_SECONDS must be 0 (off) or at least 3, got {KILN_WORKER_DEAD_AFTER_SECONDS}"
+    )
 
 # --- Jobs: history, health, alerts, metrics --------------------------------------------------------
 # Every published task gets a row in jobs.Job, written in bulk from Celery's signals (jobs/recording.py).

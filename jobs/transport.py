@@ -200,6 +200,13 @@ class Channel(kombu_redis.Channel):
         super().__init__(*args, **kwargs)
         if not self.ack_emulation:  # no `unacked` hash to record messages in: kombu's own fetch
             self.kiln_fetch_dead_after = 0
+        if self.kiln_fetch_dead_after and self.kiln_fetch_dead_after < self.brpop_timeout + 2:
+            # The lease must outlive a whole BLMOVE wait, or recovery could empty and forget a fetch list
+            # the waiting BLMOVE then moves a message into.
+            raise ValueError(
+                f"kiln_fetch_dead_after ({self.kiln_fetch_dead_after} s) must be at least the fetch wait "
+                f"({self.brpop_timeout} s) plus 2 s"
+            )
         if self.kiln_fetch_dead_after and self.global_keyprefix:
             raise ValueError("Kiln's reliable fetch does not support kombu's global_keyprefix")
 
@@ -232,13 +239,13 @@ class Channel(kombu_redis.Channel):
             FETCH_LISTS,
         ]
 
-    def _fetcher_refresh(self, keys: list[str]) -> None:
-        """Before a BLMOVE: make sure the lease outlives the wait (it is refreshed at a sixth of its life,
-        so at least five sixths remain) and that recovery knows the fetch lists."""
+    def _fetcher_refresh(self, keys: list[str], wait: float) -> None:
+        """Before a BLMOVE: make sure the lease outlives the wait by a second at least (it is refreshed at a
+        sixth of its life at the latest) and that recovery knows the fetch lists."""
         lists = frozenset(self._fetch_list(key) for key in keys)
-        if (
-            lists <= self._fetcher_lists
-            and monotonic() - self._fetcher_refreshed_at < self.kiln_fetch_dead_after / 6
+        ttl = self.kiln_fetch_dead_after
+        if lists <= self._fetcher_lists and monotonic() - self._fetcher_refreshed_at < min(
+            ttl / 6, ttl - wait - 1
         ):
             return
         with self.conn_or_acquire() as client:
@@ -277,7 +284,7 @@ class Channel(kombu_redis.Channel):
         if not out_of_memory and (len(keys) == 1 or self._fetch_wait_next):
             wait = (timeout or 0) if len(keys) == 1 else min(timeout or MULTI_KEY_WAIT, MULTI_KEY_WAIT)
             try:
-                self._fetcher_refresh(keys)
+                self._fetcher_refresh(keys, wait)
             except redis.exceptions.ResponseError as error:
                 if not _out_of_memory(error):
                     raise
@@ -344,6 +351,22 @@ class Channel(kombu_redis.Channel):
         with self.conn_or_acquire() as client:
             client.eval(MOVE_SCRIPT, 2, fetch_list, destination, raw, "back" if back else "aside")
 
+    def _fetched_parse(self, fetch_list: str, key: str, raw: bytes) -> tuple[dict[str, Any], str]:
+        """The message's payload and delivery tag; a message that is not kombu's goes to MALFORMED."""
+        try:
+            payload = loads(bytes_to_str(raw))
+            properties = payload["properties"]
+            tag = properties["delivery_tag"]
+            delivery = properties["delivery_info"]
+            if not (isinstance(tag, str) and isinstance(delivery["exchange"], str)):
+                raise TypeError("delivery tag and exchange must be strings")
+            delivery["routing_key"]
+        except Exception:  # any of them (a RecursionError for a deeply nested body) would crash the consumer
+            logger.error("message in %s is not a kombu message; moved to %s", key, MALFORMED)
+            self._fetched_move(fetch_list, raw, MALFORMED)
+            raise Empty() from None
+        return payload, tag
+
     def _fetched_deliver(self, fetch_list: str, key: str, raw: bytes) -> bool:
         queue = key.rsplit(self.sep, 1)[0]
         self._queue_cycle.rotate(queue)
@@ -351,17 +374,11 @@ class Channel(kombu_redis.Channel):
             # Its consumer was cancelled while the fetch waited (a paused queue): straight back.
             self._fetched_move(fetch_list, raw, key, back=True)
             raise Empty()
-        try:
-            payload = loads(bytes_to_str(raw))
-            tag = payload["properties"]["delivery_tag"]
-        except (ValueError, TypeError, KeyError):
-            logger.error("message in %s is not a kombu message; moved to %s", key, MALFORMED)
-            self._fetched_move(fetch_list, raw, MALFORMED)
-            raise Empty() from None
+        payload, tag = self._fetched_parse(fetch_list, key, raw)
         if queue in self._no_ack_queues:
             # Nothing to record: the message leaves Redis before its consumer sees it, as with BRPOP.
-            with self.conn_or_acquire() as client:
-                client.lrem(fetch_list, 1, raw)
+            if not self._fetched_release(fetch_list, raw):
+                raise Empty()
             self.connection._deliver(payload, queue)
             return True
         self._fetched = Fetched(fetch_list, raw, tag)
@@ -372,21 +389,32 @@ class Channel(kombu_redis.Channel):
                 "message %s was put back by recovery before it was delivered here; not delivering", tag
             )
             raise Empty() from None
-        except self.connection_errors:
-            # Not recorded, maybe not even taken out of the fetch list: recovery puts it back.
-            self._fetcher_new()
+        except Exception as error:
+            self._fetched_failed(error, fetch_list, key, raw, tag)
             raise
-        except Exception:
-            if self._fetched is None:  # recorded: the consumer's own error, as with kombu
-                raise
-            # Failed before it was recorded (an undecodable body): aside, or it would crash worker after
-            # worker through recovery.
-            logger.exception("message %s in %s cannot be delivered; moved to %s", tag, key, MALFORMED)
-            self._fetched_move(fetch_list, raw, MALFORMED)
-            raise Empty() from None
         finally:
             self._fetched = None
         return True
+
+    def _fetched_failed(self, error: Exception, fetch_list: str, key: str, raw: bytes, tag: str) -> None:
+        """After an error delivering a fetched message: raises Empty when it was moved aside, returns when
+        the error is to propagate."""
+        if self._fetched is None:  # recorded: the consumer's own error, as with kombu
+            return
+        if isinstance(error, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)):
+            # Not recorded, maybe not even taken out of the fetch list: recovery puts it back.
+            self._fetcher_new()
+            return
+        # Failed before it was recorded (an undecodable body): aside, or it would crash worker after worker
+        # through recovery.
+        logger.error("message %s in %s cannot be delivered (%r); moved to %s", tag, key, error, MALFORMED)
+        self._fetched_move(fetch_list, raw, MALFORMED)
+        raise Empty() from error
+
+    def _fetched_release(self, fetch_list: str, raw: bytes) -> bool:
+        """Take a message out of the fetch list without recording it (no_ack); False: recovery took it."""
+        with self.conn_or_acquire() as client:
+            return bool(client.lrem(fetch_list, 1, raw))
 
     def _get(self, queue: str) -> dict[str, Any]:
         """basic_get: the same reliable fetch, without waiting."""
@@ -400,26 +428,37 @@ class Channel(kombu_redis.Channel):
         if not reply:
             raise Empty()
         key, raw = bytes_to_str(reply[0]), reply[1]
-        try:
-            payload = loads(bytes_to_str(raw))
-            tag = payload["properties"]["delivery_tag"]
-        except (ValueError, TypeError, KeyError):
-            logger.error("message in %s is not a kombu message; moved to %s", key, MALFORMED)
-            self._fetched_move(prefix + key, raw, MALFORMED)
-            raise Empty() from None
+        payload, tag = self._fetched_parse(prefix + key, key, raw)
         self._fetched = Fetched(prefix + key, raw, tag)
         return payload
 
     def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        if not self.kiln_fetch_dead_after:
+            return super().basic_get(queue, no_ack, **kwargs)
         try:
-            message = super().basic_get(queue, no_ack, **kwargs)
+            payload = self._get(queue)
+        except Empty:
+            return None
+        fetched = self._fetched
+        assert fetched is not None
+        try:
+            message = self.Message(payload, channel=self)
+            if no_ack:
+                self._fetched = None
+                return message if self._fetched_release(fetched.fetch_list, fetched.raw) else None
+            self.qos.append(message, message.delivery_tag)
         except FetchRevoked:
             return None
+        except Exception as error:
+            try:
+                self._fetched_failed(
+                    error, fetched.fetch_list, queue, fetched.raw, fetched.delivery_tag or ""
+                )
+            except Empty:
+                return None
+            raise
         finally:
-            fetched, self._fetched = self._fetched, None
-        if fetched is not None and message is not None:  # no_ack: delivered without an unacked record
-            with self.conn_or_acquire() as client:
-                client.lrem(fetched.fetch_list, 1, fetched.raw)
+            self._fetched = None
         return message
 
     def _poll_error(self, type: str, **options: Any) -> None:

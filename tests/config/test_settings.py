@@ -71,6 +71,10 @@ def test_database_url_and_redis_url_switch_to_postgresql_and_a_system_redis() ->
         ({"KILN_HIGH_MIN_PROCESSES": "12"}, "KILN_HIGH_MIN_PROCESSES must be at most 10"),
         ({"KILN_TLS": "maybe"}, "KILN_TLS must be true or false"),
         (
+            {"KILN_WORKER_DEAD_AFTER_SECONDS": "2"},
+            "KILN_WORKER_DEAD_AFTER_SECONDS must be 0 (off) or at least 3",
+        ),
+        (
             {"KILN_CSRF_TRUSTED_ORIGINS": "kiln.example.com"},
             "KILN_CSRF_TRUSTED_ORIGINS items must start with http:// or https://",
         ),

@@ -25,7 +25,7 @@ HIGH = Queue("high", Exchange("high"), routing_key="high")
 DEFAULT = Queue("default", Exchange("default"), routing_key="default")
 
 
-def connection(url: str, *, dead_after: float = 1, **options: Any) -> Connection:
+def connection(url: str, *, dead_after: float = 3, **options: Any) -> Connection:
     return Connection(
         url, transport_options={"priority_steps": [0], "kiln_fetch_dead_after": dead_after, **options}
     )
@@ -93,7 +93,7 @@ def test_a_message_taken_when_redis_is_killed_before_it_is_recorded(tmp_path: Pa
             server.process.wait(timeout=10)
             record(qos, message, delivery_tag)
 
-        conn = connection(server.url, dead_after=1 if reliable else 0)
+        conn = connection(server.url, dead_after=3 if reliable else 0)
         consumed: list = []
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(transport.QoS, "append", redis_dies_first)
@@ -110,7 +110,7 @@ def test_a_message_taken_when_redis_is_killed_before_it_is_recorded(tmp_path: Pa
             assert fetch_lists(client) == {}, "kombu's BRPOP left it nowhere: lost"
             return
         assert [len(items) for items in fetch_lists(client).values()] == [1]
-        # Once the taker's lease has expired (1 s here), recovery puts the message back in its queue.
+        # Once the taker's lease has expired (3 s here), recovery puts the message back in its queue.
         wait_for(
             lambda: fetch_lists_recover(client) == 1, timeout=10, what="recovery to put the message back"
         )
@@ -131,7 +131,7 @@ def test_recovery_leaves_a_live_consumers_fetch_list_alone(broker: RedisServer) 
     publish(broker.url, {"n": 1})
     with connection(broker.url, dead_after=30) as conn:
         channel = conn.default_channel
-        channel._fetcher_refresh(["high"])
+        channel._fetcher_refresh(["high"], 1)
         client.lmove("high", channel._fetch_list("high"), "RIGHT", "LEFT")  # as its BLMOVE does
         assert fetch_lists_recover(client) == 0
         assert client.llen(channel._fetch_list("high")) == 1
@@ -256,26 +256,36 @@ def test_a_fetch_cut_off_by_a_lost_connection_leaves_its_message_to_recovery(bro
     assert client.llen("high") == 1
 
 
-def test_a_message_whose_body_cannot_be_decoded_is_moved_aside_and_the_consumer_goes_on(
-    broker: RedisServer, consumed: list
+def kombu_payload(body: str, **properties: Any) -> dict:
+    return {
+        "body": body,
+        "content-type": "application/json",
+        "content-encoding": "utf-8",
+        "headers": {},
+        "properties": {
+            "body_encoding": "base64",
+            "delivery_tag": "poison-1",
+            "delivery_info": {"exchange": "high", "routing_key": "high"},
+            **properties,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "poison",
+    [
+        pytest.param(json.dumps(kombu_payload("!!! not base64")), id="undecodable-body"),
+        pytest.param(json.dumps(kombu_payload("e30=", delivery_info=None)), id="no-delivery-info"),
+        pytest.param('{"properties": ' + "[" * 100_000 + "]" * 100_000 + "}", id="nested-too-deep"),
+    ],
+)
+def test_a_message_that_cannot_be_delivered_is_moved_aside_and_the_consumer_goes_on(
+    broker: RedisServer, consumed: list, poison: str
 ) -> None:
     """kombu raises on such a message (and loses it); a reliable fetch must not hand it to worker after
     worker through recovery."""
     client = broker.client()
     publish(broker.url, {"n": "good"})
-    poison = json.dumps(
-        {
-            "body": "!!! not base64",
-            "content-type": "application/json",
-            "content-encoding": "utf-8",
-            "headers": {},
-            "properties": {
-                "body_encoding": "base64",
-                "delivery_tag": "poison-1",
-                "delivery_info": {"exchange": "high", "routing_key": "high"},
-            },
-        }
-    )
     client.rpush("high", poison)  # the consuming end: taken first
     with connection(broker.url) as conn:
         drain(conn, [HIGH], consumed)
