@@ -139,8 +139,10 @@ def calibrate(stack: Stack, driver: Driver, burst: int) -> float:
         return jobs if len(jobs) >= burst else None
 
     jobs = wait_for(finished, timeout=600, interval=2, what=f"the {burst} calibration images to finish")
-    span = max(j["finished"] for j in jobs) - min(j["published"] for j in jobs)
-    return burst / span * 60
+    # Finish to finish: the rate once the pool renders, without the first job's own time (and the
+    # autoscaler's ramp from its minimum), which publish-to-finish counted and so underestimated.
+    finishes = sorted(j["finished"] for j in jobs)
+    return (len(finishes) - 1) / (finishes[-1] - finishes[0]) * 60
 
 
 def seed_and_purge(stack: Stack, seed: str) -> None:
@@ -158,7 +160,7 @@ def main() -> int:
     parser.add_argument(
         "--rate", type=float, default=0, help="uploads per minute instead of --load (e.g. the seeds' 500)"
     )
-    parser.add_argument("--burst", type=int, default=24, help="calibration uploads (24)")
+    parser.add_argument("--burst", type=int, default=60, help="calibration uploads (60)")
     parser.add_argument(
         "--history-rows", type=int, default=20_000, help="report history rows seeded per purge"
     )
