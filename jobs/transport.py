@@ -266,6 +266,12 @@ class Channel(kombu_redis.Channel):
 
     # -- fetching ----------------------------------------------------------------------------------
 
+    def _queue_keys(self, queues: list[str]) -> list[str]:
+        """The Redis lists of `queues`, in kombu's fetch order: every queue's priority steps, highest first."""
+        return list(
+            dict.fromkeys(self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues)
+        )
+
     def _brpop_start(self, timeout: float | None = None) -> None:
         if not self._fetches_reliably():
             self._fetch_sent = None
@@ -276,9 +282,7 @@ class Channel(kombu_redis.Channel):
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
-        keys = list(
-            dict.fromkeys(self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues)
-        )
+        keys = self._queue_keys(queues)
         prefix = self._fetch_list("")
         out_of_memory = monotonic() < self._out_of_memory_until
         if not out_of_memory and (len(keys) == 1 or self._fetch_wait_next):
@@ -420,7 +424,7 @@ class Channel(kombu_redis.Channel):
         """basic_get: the same reliable fetch, without waiting."""
         if not self.kiln_fetch_dead_after:
             return super()._get(queue)
-        keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps]
+        keys = self._queue_keys([queue])
         prefix = self._fetch_list("")
         with self.conn_or_acquire() as client:
             reply = client.eval(FETCH_SCRIPT, len(keys), *keys, prefix, *self._lease_arguments())
