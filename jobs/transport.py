@@ -210,6 +210,15 @@ class Channel(kombu_redis.Channel):
         if self.kiln_fetch_dead_after and self.global_keyprefix:
             raise ValueError("Kiln's reliable fetch does not support kombu's global_keyprefix")
 
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection.client is None:
+            # Celery closes a lost connection twice (collect, then close). A channel the first close left
+            # half-closed (a connection error cut it short) builds a new pool on the second, from a
+            # connection kombu has detached already: AttributeError (kombu issue 582), which Celery takes
+            # for an unrecoverable error, and the worker exited instead of reconnecting.
+            raise redis.exceptions.ConnectionError("the broker connection is closed")
+        return super()._connparams(asynchronous)
+
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
         (self._no_ack_queues.add if no_ack else self._no_ack_queues.discard)(queue)
         return super().basic_consume(queue, no_ack, *args, **kwargs)

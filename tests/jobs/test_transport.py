@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import redis
 from kombu import Connection, Exchange, Queue
+from kombu.common import ignore_errors
 
 from jobs import transport
 from jobs.transport import FETCH_LISTS, MALFORMED, fetch_lists_recover
@@ -341,3 +342,43 @@ def test_a_consumer_keeps_taking_jobs_from_a_full_redis(broker: RedisServer, con
             assert client.llen("high") == 0
         finally:
             client.config_set("maxmemory", 0)
+
+
+@pytest.mark.parametrize("dead_after", [3, 0], ids=["reliable-fetch", "fetch-off"])
+def test_a_consumer_whose_redis_died_mid_fetch_closes_the_way_celery_closes_it(
+    tmp_path: Path, dead_after: float
+) -> None:
+    """Celery, on a lost broker connection (Consumer.on_connection_error_after_connected), collects the
+    connection and then closes it, ignoring connection errors only. With a fetch outstanding and a job
+    delivered but not acknowledged, kombu 5.7's channel raised AttributeError from that second close (the
+    transport's client was already gone) and the worker exited with "Unrecoverable error". It must close
+    quietly, so the worker reconnects, and leave the job in Redis."""
+    server = start_redis(tmp_path / "redis", persistent=True)
+    try:
+        publish(server.url, {"n": 1})
+        conn = connection(server.url, dead_after=dead_after)
+        consumed: list = []
+        consumer = conn.Consumer([HIGH], callbacks=[lambda body, message: consumed.append(message)])
+        consumer.consume()
+        # A second channel listening on a broadcast queue, like the worker's remote-control (pidbox) one.
+        broadcast = Queue("worker.pidbox", Exchange("control", type="fanout"), auto_delete=True)
+        conn.Consumer([broadcast], channel=conn.channel(), no_ack=True).consume()
+        deadline = time.monotonic() + 5
+        while not consumed and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                conn.drain_events(timeout=0.2)
+        assert len(consumed) == 1, "a job delivered, not acknowledged"
+        with contextlib.suppress(TimeoutError):
+            conn.drain_events(timeout=0.2)
+        assert conn.default_channel._in_poll, "a fetch outstanding on the empty queue"
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=10)
+
+        with contextlib.suppress(Exception):  # as Celery does
+            conn.collect(socket_timeout=1)
+        ignore_errors(conn, conn.close)  # as Celery does: only connection and channel errors are ignored
+
+        server = start_redis(tmp_path / "redis", port=server.port, persistent=True)
+        assert server.client().hlen("unacked") == 1, "the job is still in Redis, for recovery to put back"
+    finally:
+        server.stop()

@@ -230,6 +230,31 @@ def running_workers(*specs: tuple) -> Iterator[list[Worker]]:
         for spec in specs:
             workers.append(start_worker(*spec))
         yield workers
+    except BaseException:
+        workers_describe(workers)
+        raise
     finally:
         for worker in workers:
             worker.stop()
+
+
+def workers_describe(workers: list[Worker], *, lines: int = 60) -> None:
+    """For a failed test's captured output: is each worker alive, what are its threads doing (Celery logs
+    every thread's stack on SIGUSR1), and the end of its log."""
+    for worker in workers:
+        if worker.process.poll() is None:
+            with contextlib.suppress(OSError):
+                os.kill(worker.celery_process().pid, signal.SIGUSR1)
+    time.sleep(1)
+    for worker in workers:
+        returncode = worker.process.poll()
+        state = "running" if returncode is None else f"exited with {returncode}"
+        try:
+            children = len(worker.celery_process().children()) if returncode is None else 0
+        except psutil.NoSuchProcess:
+            children = 0
+        tail = "\n".join(worker.log().splitlines()[-lines:])
+        print(
+            f"--- {worker.program} (pid {worker.pid}, {state}, {children} children), end of {worker.log_path}:"
+        )
+        print(tail)
