@@ -8,10 +8,13 @@ never make worker-high consume `default`.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import bootsteps
+from celery.signals import worker_init
 from celery.worker import state as worker_state
 from celery.worker.control import control_command, inspect_command
 
@@ -53,6 +56,36 @@ class PausedQueues(bootsteps.StartStopStep):
             elif queue not in paused and queue not in consuming:
                 consumer.add_task_queue(queue)
                 logger.warning("queue %s was resumed while this worker was away: consuming it again", queue)
+
+
+def _track_child_process(original: Callable[..., None]) -> Callable[..., None]:
+    """Celery 5.7's prefork pool, wrapped so a reconnection to the broker cannot crash the worker.
+
+    When a pool process exits, the pool stops watching its sentinel and sets it to None; the process stays
+    in the pool until maintain_pool (every 5 s) reaps it. A reconnection in between registers the pool with
+    the event loop again, passes that None to it, and the worker exits with ValueError("file descriptor is
+    None"), an unrecoverable error (celery issue 9250). Kiln hits that window on every lost connection:
+    CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS kills the processes of the running jobs just
+    before. A process already seen to exit has nothing left to watch, so it is skipped; maintain_pool
+    replaces it."""
+
+    @functools.wraps(original)
+    def track(pool: Any, process: Any, hub: Any) -> None:
+        if hasattr(process, "_sentinel_poll") and process._sentinel_poll is None:
+            return
+        original(pool, process, hub)
+
+    track.kiln_wrapped = True  # type: ignore[attr-defined]
+    return track
+
+
+@worker_init.connect
+def pool_reconnection_fix(**kwargs: Any) -> None:
+    """Only in a worker, before its pool starts."""
+    from celery.concurrency.asynpool import AsynPool
+
+    if not getattr(AsynPool._track_child_process, "kiln_wrapped", False):
+        AsynPool._track_child_process = _track_child_process(AsynPool._track_child_process)
 
 
 def pool_name(hostname: str) -> str:

@@ -10,10 +10,14 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 from celery import shared_task
 from django.conf import settings
+
+T = TypeVar("T")
 
 RECORDS_KEY = "probe:records"
 # probe.record's second entry, written when its sleep is over: a job that started but never finished (its
@@ -73,6 +77,20 @@ def count(sleep: float = 0.0) -> None:
 EFFECTS_KEY = "probe:effects"
 
 
+def _when_redis_answers(write: Callable[[], T], *, within: float = 60.0) -> T:
+    """The ledger lives in the broker's Redis, which a fault test kills: a ledger write waits for it to
+    come back instead of failing the job (a real job's own store is not the broker). Meanwhile the worker
+    may cancel the job for its lost connection, and it is redelivered: that is what the test watches."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return write()
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @shared_task(name="probe.effect", bind=True)
 def effect(self, key: str, sleep: float = 0.0) -> None:
     """A job with one side effect, written idempotently (like a rendition's atomic rename): every run is
@@ -80,12 +98,13 @@ def effect(self, key: str, sleep: float = 0.0) -> None:
     client = _redis()
     started = time.time()
     run = {"key": key, "pid": os.getpid(), "hostname": self.request.hostname, "started": started}
-    client.rpush(RECORDS_KEY, json.dumps(run))
+    _when_redis_answers(lambda: client.rpush(RECORDS_KEY, json.dumps(run)))
     if sleep:
         time.sleep(sleep)
-    if not client.hsetnx(EFFECTS_KEY, key, os.getpid()):
-        client.incr(f"{EFFECTS_KEY}:again")
-    client.rpush(f"{EFFECTS_KEY}:finished", json.dumps({**run, "finished": time.time()}))
+    if not _when_redis_answers(lambda: client.hsetnx(EFFECTS_KEY, key, os.getpid())):
+        _when_redis_answers(lambda: client.incr(f"{EFFECTS_KEY}:again"))
+    finished = json.dumps({**run, "finished": time.time()})
+    _when_redis_answers(lambda: client.rpush(f"{EFFECTS_KEY}:finished", finished))
 
 
 @shared_task(name="probe.poison")
