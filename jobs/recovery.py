@@ -18,8 +18,9 @@ Three more leaks are closed the same way, by every worker at every scan:
 - messages a consumer took from a queue but never recorded unacknowledged (Redis died in between, or the
   connection broke before the reply arrived) sit in that consumer's fetch list; once its fetcher lease
   expires they go back (jobs/transport.py, the reliable fetch);
-- its own jobs it no longer knows (after a lost connection Celery cancels the running ones and forgets
-  the prefetched ones, which Redis still holds as unacknowledged) go back when seen twice in a row;
+- its own jobs it no longer knows (after a lost connection Celery forgets the prefetched ones, and the
+  running ones finish without an acknowledgement, while Redis still holds them as unacknowledged) go
+  back when seen twice in a row;
 - jobs unacknowledged for three lease lifetimes that no lease owns (delivered by Redis just before a
   connection broke, never claimed) go back.
 Every worker must run with this module (all of Kiln's do): a job held by a worker without a lease would
@@ -133,9 +134,9 @@ class WorkerLease:
 
     def orphans_restore(self) -> int:
         """Put back this worker's own jobs that it no longer knows: after a lost broker connection Celery
-        cancels the running ones and forgets the prefetched ones, while Redis (with its append-only file)
-        still holds them as unacknowledged, and would hand them out again only after the visibility
-        timeout. A tag seen orphaned at two scans in a row is restored."""
+        forgets the prefetched ones and cannot acknowledge the running ones when they finish, while Redis
+        (with its append-only file) still holds them as unacknowledged, and would hand them out again only
+        after the visibility timeout. A tag seen orphaned at two scans in a row is restored."""
         from celery.worker import state
 
         known = {

@@ -155,7 +155,30 @@ def _out_of_memory(error: BaseException) -> bool:
     return isinstance(error, redis.exceptions.OutOfMemoryError)
 
 
+def _worker_reconnecting() -> bool:
+    """True in a Kiln worker (its lease held: recovery on) that is not stopping: a channel it closes now
+    closes because the broker connection was lost."""
+    from celery.worker import state
+
+    from jobs import recovery
+
+    return recovery.LEASE is not None and state.should_stop is None and state.should_terminate is None
+
+
 class QoS(kombu_redis.QoS):
+    def restore_unacked_once(self, stderr: Any = None) -> None:
+        """kombu puts every message a closing channel delivered back in its queue. A worker that lost its
+        connection is not done with them: the jobs still running would be handed out again while they run.
+        They stay in `unacked` instead, owned by the worker, and its recovery (jobs/recovery.py) puts back
+        each one it no longer runs or holds. A stopping worker's prefetched jobs go back at once, as kombu
+        does."""
+        if not _worker_reconnecting():
+            super().restore_unacked_once(stderr)
+            return
+        self._on_collect.cancel()
+        self._delivered.clear()
+        self._delivered.restored = True
+
     def append(self, message: Any, delivery_tag: str) -> None:
         fetched = self.channel._fetched
         if fetched is None or fetched.delivery_tag != delivery_tag:
@@ -211,11 +234,12 @@ class Channel(kombu_redis.Channel):
             raise ValueError("Kiln's reliable fetch does not support kombu's global_keyprefix")
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
-        if self.connection.client is None:
-            # Celery closes a lost connection twice (collect, then close). A channel the first close left
-            # half-closed (a connection error cut it short) builds a new pool on the second, from a
-            # connection kombu has detached already: AttributeError (kombu issue 582), which Celery takes
-            # for an unrecoverable error, and the worker exited instead of reconnecting.
+        if self.connection is None or self.connection.client is None:
+            # A channel of a closed connection builds a new pool when it is used again, from a connection
+            # kombu has detached: AttributeError (kombu issue 582), which Celery takes for an unrecoverable
+            # error, and the worker exited instead of reconnecting. It happens when Celery closes a lost
+            # connection twice (collect, then close) and the first close was cut short, and when a job
+            # that ran through the lost connection is acknowledged on its closed channel afterwards.
             raise redis.exceptions.ConnectionError("the broker connection is closed")
         return super()._connparams(asynchronous)
 

@@ -64,10 +64,10 @@ def _track_child_process(original: Callable[..., None]) -> Callable[..., None]:
     When a pool process exits, the pool stops watching its sentinel and sets it to None; the process stays
     in the pool until maintain_pool (every 5 s) reaps it. A reconnection in between registers the pool with
     the event loop again, passes that None to it, and the worker exits with ValueError("file descriptor is
-    None"), an unrecoverable error (celery issue 9250). Kiln hits that window on every lost connection:
-    CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS kills the processes of the running jobs just
-    before. A process already seen to exit has nothing left to watch, so it is skipped; maintain_pool
-    replaces it."""
+    None"), an unrecoverable error (celery issue 9250). Celery's cancellation of the running jobs on a lost
+    connection hit that window every time (Kiln leaves it off); a process recycled or scaled down just
+    before a reconnection still can. A process already seen to exit has nothing left to watch, so it is
+    skipped; maintain_pool replaces it."""
 
     @functools.wraps(original)
     def track(pool: Any, process: Any, hub: Any) -> None:

@@ -60,7 +60,7 @@ def test_delivery_guarantees_are_configured() -> None:
     assert conf.task_acks_late is True
     assert conf.task_reject_on_worker_lost is True
     assert conf.worker_prefetch_multiplier == 1
-    assert conf.worker_cancel_long_running_tasks_on_connection_loss is True
+    assert conf.worker_cancel_long_running_tasks_on_connection_loss is False
     assert conf.broker_connection_retry_on_startup is True
     assert conf.accept_content == ["json"]
     assert conf.task_serializer == "json"

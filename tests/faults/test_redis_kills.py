@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from config.celery import app
 from tests.faults.ledger import Ledger
@@ -24,6 +25,17 @@ pytestmark = pytest.mark.faults
 
 KILLS = 4
 JOBS_PER_ROUND = 40
+
+
+def broker_state(client: redis.Redis) -> str:
+    """Kiln's keys, the fetch lists and what each client connection last ran (a consumer waiting on
+    BLMOVE shows cmd=blmove), for a failure message."""
+    fetch_lists = {key: client.llen(key) for key in client.scan_iter(match="kiln:fetching:*")}
+    connections = [
+        {field: entry.get(field) for field in ("name", "age", "idle", "cmd")}
+        for entry in client.client_list()
+    ]
+    return f"keys {sorted(client.keys('kiln:*'))}, fetch lists {fetch_lists}, connections {connections}"
 
 
 def test_worker_high_survives_redis_killed_at_random_moments(tmp_path: Path) -> None:
@@ -61,7 +73,8 @@ def test_worker_high_survives_redis_killed_at_random_moments(tmp_path: Path) -> 
             interval=0.25,
             what=lambda: (
                 f"every job to finish after kill {kill} (seed {seed}): {len(ledger.effect_keys())} of "
-                f"{published} done, queued {client.llen('high')}, unacked {client.hlen('unacked')}"
+                f"{published} done, queued {client.llen('high')}, unacked {client.hlen('unacked')}; "
+                f"{broker_state(client)}"
             ),
         )
         assert worker.process.poll() is None, (

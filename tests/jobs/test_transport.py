@@ -377,8 +377,37 @@ def test_a_consumer_whose_redis_died_mid_fetch_closes_the_way_celery_closes_it(
         with contextlib.suppress(Exception):  # as Celery does
             conn.collect(socket_timeout=1)
         ignore_errors(conn, conn.close)  # as Celery does: only connection and channel errors are ignored
+        with pytest.raises(redis.ConnectionError):  # a job finished meanwhile, acknowledged (Celery logs it)
+            consumed[0].ack()
 
         server = start_redis(tmp_path / "redis", port=server.port, persistent=True)
         assert server.client().hlen("unacked") == 1, "the job is still in Redis, for recovery to put back"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("in_a_running_worker", [True, False], ids=["worker-reconnecting", "other-client"])
+def test_a_channel_closed_in_a_worker_that_lost_its_connection_leaves_its_jobs_unacknowledged(
+    broker: RedisServer, in_a_running_worker: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kombu puts what a closing channel delivered back in its queue, running jobs included. In a worker
+    that is not stopping (it lost its connection) they stay in `unacked` for its recovery instead."""
+    from jobs import recovery
+
+    if in_a_running_worker:
+        monkeypatch.setattr(recovery, "LEASE", object())
+    client = broker.client()
+    publish(broker.url, {"n": 1})
+    conn = connection(broker.url)
+    consumed: list = []
+    conn.Consumer([HIGH], callbacks=[lambda body, message: consumed.append(message)]).consume()
+    conn.drain_events(timeout=3)
+    assert len(consumed) == 1
+    conn.close()
+    if in_a_running_worker:
+        assert (client.llen("high"), client.hlen("unacked")) == (0, 1), "left to the worker's recovery"
+        with pytest.raises(redis.ConnectionError):  # the job, finished after the close, cannot be acked
+            consumed[0].ack()
+        assert client.hlen("unacked") == 1
+    else:
+        assert (client.llen("high"), client.hlen("unacked")) == (1, 0), "kombu's restore at close"

@@ -238,7 +238,7 @@ def running_workers(*specs: tuple) -> Iterator[list[Worker]]:
             worker.stop()
 
 
-def workers_describe(workers: list[Worker], *, lines: int = 60) -> None:
+def workers_describe(workers: list[Worker], *, lines: int = 200) -> None:
     """For a failed test's captured output: is each worker alive, what are its threads doing (Celery logs
     every thread's stack on SIGUSR1), and the end of its log."""
     for worker in workers:
@@ -250,11 +250,11 @@ def workers_describe(workers: list[Worker], *, lines: int = 60) -> None:
         returncode = worker.process.poll()
         state = "running" if returncode is None else f"exited with {returncode}"
         try:
-            children = len(worker.celery_process().children()) if returncode is None else 0
+            if returncode is None:
+                main = worker.celery_process()
+                state += f", {len(main.children())} children, {main.cpu_percent(interval=0.5):.0f}% CPU"
         except psutil.NoSuchProcess:
-            children = 0
+            pass
         tail = "\n".join(worker.log().splitlines()[-lines:])
-        print(
-            f"--- {worker.program} (pid {worker.pid}, {state}, {children} children), end of {worker.log_path}:"
-        )
+        print(f"--- {worker.program} (pid {worker.pid}, {state}), end of {worker.log_path}:")
         print(tail)
