@@ -22,7 +22,7 @@ Three more leaks are closed the same way, by every worker at every scan:
   running ones finish without an acknowledgement, while Redis still holds them as unacknowledged) go
   back when seen twice in a row;
 - jobs unacknowledged for three lease lifetimes that no lease owns (delivered by Redis just before a
-  connection broke, never claimed) go back.
+  connection broke, never claimed) go back when seen twice in a row.
 Every worker must run with this module (all of Kiln's do): a job held by a worker without a lease would
 be taken for an unowned one.
 
@@ -59,6 +59,7 @@ class WorkerLease:
         self.connection = app.connection_for_write()
         self.stopping = threading.Event()
         self.suspected: set[str] = set()
+        self.unowned_suspected: set[str] = set()
         self.pending: set[str] = set()
         self.pending_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="kiln-worker-lease", daemon=True)
@@ -123,7 +124,12 @@ class WorkerLease:
                     fetch_lists_recover(self.client)
                     self.orphans_restore()
                     # Three lease lifetimes: far longer than a delivery takes to be claimed.
-                    unowned_jobs_restore(self.app, self.client, older_than=self.dead_after * 3)
+                    unowned_jobs_restore(
+                        self.app,
+                        self.client,
+                        older_than=self.dead_after * 3,
+                        suspected=self.unowned_suspected,
+                    )
                 if now - last_prune >= self.dead_after:
                     last_prune = now
                     owned_prune(self.client, OWNED_PREFIX + self.id)
@@ -192,21 +198,27 @@ def owned_prune(client: Any, key: str) -> None:
         client.srem(key, *gone)
 
 
-def unowned_jobs_restore(app: Any, client: Any, *, older_than: float) -> int:
+def unowned_jobs_restore(app: Any, client: Any, *, older_than: float, suspected: set[str]) -> int:
     """Put back jobs unacknowledged for longer than `older_than` seconds that no lease owns: delivered by
-    Redis just before a connection broke, they never reached a worker's hands (or its claim)."""
+    Redis just before a connection broke, they never reached a worker's hands (or its claim). A tag goes
+    back once found unowned at two scans in a row (`suspected` carries the first sighting): a worker whose
+    claim failed while Redis was away writes it only after Redis is back, and may be running the job."""
     old = [_text(tag) for tag in client.zrangebyscore("unacked_index", "-inf", time.time() - older_than)]
     if not old:
+        suspected.clear()
         return 0
     owned: set[str] = set()
     for key in client.scan_iter(match=OWNED_PREFIX + "*", count=100):
         owned.update(_text(tag) for tag in client.smembers(key))
-    unowned = [tag for tag in old if tag not in owned]
-    if not unowned:
+    unowned = {tag for tag in old if tag not in owned}
+    confirmed = unowned & suspected
+    suspected.clear()
+    suspected.update(unowned - confirmed)
+    if not confirmed:
         return 0
-    tags_restore(app, unowned)
-    logger.warning("%d unacknowledged job(s) no worker owns put back in their queues", len(unowned))
-    return len(unowned)
+    tags_restore(app, sorted(confirmed))
+    logger.warning("%d unacknowledged job(s) no worker owns put back in their queues", len(confirmed))
+    return len(confirmed)
 
 
 def dead_workers_recover(app: Any, client: Any, *, scan_every: float, own_id: str = "") -> int:

@@ -35,10 +35,13 @@ Needs Redis 6.2 or later (BLMOVE).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from queue import Empty
 from time import monotonic, time
@@ -155,14 +158,25 @@ def _out_of_memory(error: BaseException) -> bool:
     return isinstance(error, redis.exceptions.OutOfMemoryError)
 
 
-def _worker_reconnecting() -> bool:
-    """True in a Kiln worker (its lease held: recovery on) that is not stopping: a channel it closes now
-    closes because the broker connection was lost."""
-    from celery.worker import state
+# True while a Kiln worker's consumer handles a lost broker connection (jobs/worker.py's Consumer): the
+# channels it closes meanwhile close because the connection was lost, not because the worker stops.
+CONNECTION_LOST = threading.local()
 
+
+@contextlib.contextmanager
+def connection_lost() -> Iterator[None]:
+    CONNECTION_LOST.active = True
+    try:
+        yield
+    finally:
+        CONNECTION_LOST.active = False
+
+
+def _worker_reconnecting() -> bool:
+    """True in a Kiln worker (its lease held: recovery on) closing channels of a lost connection."""
     from jobs import recovery
 
-    return recovery.LEASE is not None and state.should_stop is None and state.should_terminate is None
+    return recovery.LEASE is not None and getattr(CONNECTION_LOST, "active", False)
 
 
 class QoS(kombu_redis.QoS):

@@ -16,7 +16,10 @@ from typing import Any
 from celery import bootsteps
 from celery.signals import worker_init
 from celery.worker import state as worker_state
+from celery.worker.consumer import Consumer as CeleryConsumer
 from celery.worker.control import control_command, inspect_command
+
+from jobs.transport import connection_lost
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,16 @@ class PausedQueues(bootsteps.StartStopStep):
             elif queue not in paused and queue not in consuming:
                 consumer.add_task_queue(queue)
                 logger.warning("queue %s was resumed while this worker was away: consuming it again", queue)
+
+
+class Consumer(CeleryConsumer):
+    """Celery's consumer (CELERY_WORKER_CONSUMER), telling Kiln's transport when the channels it closes
+    close because the broker connection was lost: they leave their jobs to the worker's recovery
+    instead of putting them back in their queues while they may still run (jobs/transport.py)."""
+
+    def on_connection_error_after_connected(self, exc: Exception) -> None:
+        with connection_lost():
+            super().on_connection_error_after_connected(exc)
 
 
 def _track_child_process(original: Callable[..., None]) -> Callable[..., None]:

@@ -386,12 +386,13 @@ def test_a_consumer_whose_redis_died_mid_fetch_closes_the_way_celery_closes_it(
         server.stop()
 
 
-@pytest.mark.parametrize("in_a_running_worker", [True, False], ids=["worker-reconnecting", "other-client"])
+@pytest.mark.parametrize("in_a_running_worker", [True, False], ids=["worker-reconnecting", "worker-stopping"])
 def test_a_channel_closed_in_a_worker_that_lost_its_connection_leaves_its_jobs_unacknowledged(
     broker: RedisServer, in_a_running_worker: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """kombu puts what a closing channel delivered back in its queue, running jobs included. In a worker
-    that is not stopping (it lost its connection) they stay in `unacked` for its recovery instead."""
+    handling a lost connection (jobs/worker.py's Consumer) they stay in `unacked` for its recovery instead;
+    a stopping worker's, or any other client's, go back as kombu does."""
     from jobs import recovery
 
     if in_a_running_worker:
@@ -403,7 +404,8 @@ def test_a_channel_closed_in_a_worker_that_lost_its_connection_leaves_its_jobs_u
     conn.Consumer([HIGH], callbacks=[lambda body, message: consumed.append(message)]).consume()
     conn.drain_events(timeout=3)
     assert len(consumed) == 1
-    conn.close()
+    with transport.connection_lost() if in_a_running_worker else contextlib.nullcontext():
+        conn.close()
     if in_a_running_worker:
         assert (client.llen("high"), client.hlen("unacked")) == (0, 1), "left to the worker's recovery"
         with pytest.raises(redis.ConnectionError):  # the job, finished after the close, cannot be acked
@@ -411,3 +413,19 @@ def test_a_channel_closed_in_a_worker_that_lost_its_connection_leaves_its_jobs_u
         assert client.hlen("unacked") == 1
     else:
         assert (client.llen("high"), client.hlen("unacked")) == (1, 0), "kombu's restore at close"
+
+
+def test_kilns_consumer_marks_the_handling_of_a_lost_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from celery.worker.consumer import Consumer as CeleryConsumer
+
+    from jobs.worker import Consumer
+
+    seen: list[bool] = []
+    monkeypatch.setattr(
+        CeleryConsumer,
+        "on_connection_error_after_connected",
+        lambda self, exc: seen.append(transport.CONNECTION_LOST.active),
+    )
+    Consumer.on_connection_error_after_connected(object.__new__(Consumer), ConnectionError("lost"))
+    assert seen == [True]
+    assert transport.CONNECTION_LOST.active is False

@@ -1,0 +1,61 @@
+"""jobs/recovery.py against a real redis-server: a job that no worker's lease owns goes back to its queue
+only once it is seen so at two scans in a row (its worker may write a failed claim only after Redis is
+back, while it runs the job)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from jobs import recovery, transport
+from jobs.recovery import OWNED_PREFIX, unowned_jobs_restore
+from tests.jobs.test_transport import HIGH, connection, publish
+from tests.support.processes import RedisServer
+
+
+def unacknowledged_job(broker: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A job delivered to a worker that then lost its connection: in `unacked`, 100 s old, owned by nobody."""
+    monkeypatch.setattr(recovery, "LEASE", object())
+    publish(broker.url, {"n": 1})
+    conn = connection(broker.url)
+    consumed: list = []
+    conn.Consumer([HIGH], callbacks=[lambda body, message: consumed.append(message)]).consume()
+    conn.drain_events(timeout=3)
+    with transport.connection_lost():
+        conn.close()
+    tag = consumed[0].delivery_tag
+    broker.client().zadd("unacked_index", {tag: time.time() - 100})
+    return tag
+
+
+def test_a_job_no_lease_owns_goes_back_when_seen_so_at_two_scans(
+    broker: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config.celery import app
+
+    monkeypatch.setattr(app.conf, "broker_url", broker.url)
+    client = broker.client()
+    tag = unacknowledged_job(broker, monkeypatch)
+    suspected: set[str] = set()
+    assert unowned_jobs_restore(app, client, older_than=30, suspected=suspected) == 0
+    assert suspected == {tag}
+    assert client.hlen("unacked") == 1
+    assert unowned_jobs_restore(app, client, older_than=30, suspected=suspected) == 1
+    assert (client.llen("high"), client.hlen("unacked")) == (1, 0)
+
+
+def test_a_claim_written_between_the_two_scans_keeps_the_job_with_its_worker(
+    broker: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config.celery import app
+
+    monkeypatch.setattr(app.conf, "broker_url", broker.url)
+    client = broker.client()
+    tag = unacknowledged_job(broker, monkeypatch)
+    suspected: set[str] = set()
+    assert unowned_jobs_restore(app, client, older_than=30, suspected=suspected) == 0
+    client.sadd(OWNED_PREFIX + "high@host:1:abcd", tag)  # the worker's lease thread, once Redis is back
+    assert unowned_jobs_restore(app, client, older_than=30, suspected=suspected) == 0
+    assert (client.llen("high"), client.hlen("unacked")) == (0, 1)
+    assert suspected == set()
