@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import resource
-import warnings
 
 from celery import Celery
-from celery.exceptions import CPendingDeprecationWarning
 from celery.signals import worker_process_init
 from django.conf import settings
 from kombu import transport as kombu_transports
@@ -21,14 +19,6 @@ for _scheme in ("redis", "rediss"):
     kombu_transports.TRANSPORT_ALIASES[_scheme] = "jobs.transport:Transport"
     # kombu caches a resolved scheme: drop one resolved before this module was imported.
     getattr(kombu_transports, "_transport_cache", {}).pop(_scheme, None)
-
-# Kiln leaves worker_cancel_long_running_tasks_on_connection_loss off on purpose (config/settings.py says
-# why); Celery would warn at every lost connection that its default is to change.
-warnings.filterwarnings(
-    "ignore",
-    message=r"\s*In Celery 5\.1 we introduced an optional breaking change",
-    category=CPendingDeprecationWarning,
-)
 
 app = Celery("kiln")
 app.config_from_object("django.conf:settings", namespace="CELERY")

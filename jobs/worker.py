@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from celery import bootsteps
+from celery.exceptions import CPendingDeprecationWarning
 from celery.signals import worker_init
 from celery.worker import state as worker_state
 from celery.worker.consumer import Consumer as CeleryConsumer
@@ -67,7 +69,12 @@ class Consumer(CeleryConsumer):
     instead of putting them back in their queues while they may still run (jobs/transport.py)."""
 
     def on_connection_error_after_connected(self, exc: Exception) -> None:
-        with connection_lost():
+        with connection_lost(), warnings.catch_warnings():
+            # Kiln leaves worker_cancel_long_running_tasks_on_connection_loss off on purpose (config/settings.py
+            # says why); Celery would warn at every lost connection that its default is to change.
+            warnings.filterwarnings(
+                "ignore", message=r"\s*In Celery 5\.1 we introduced", category=CPendingDeprecationWarning
+            )
             super().on_connection_error_after_connected(exc)
 
 

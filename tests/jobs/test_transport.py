@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import time
+import warnings
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -416,16 +417,22 @@ def test_a_channel_closed_in_a_worker_that_lost_its_connection_leaves_its_jobs_u
 
 
 def test_kilns_consumer_marks_the_handling_of_a_lost_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from celery.exceptions import CPendingDeprecationWarning
     from celery.worker.consumer import Consumer as CeleryConsumer
+    from celery.worker.consumer.consumer import CANCEL_TASKS_BY_DEFAULT
 
     from jobs.worker import Consumer
 
     seen: list[bool] = []
-    monkeypatch.setattr(
-        CeleryConsumer,
-        "on_connection_error_after_connected",
-        lambda self, exc: seen.append(transport.CONNECTION_LOST.active),
-    )
-    Consumer.on_connection_error_after_connected(object.__new__(Consumer), ConnectionError("lost"))
+
+    def celerys(self: Any, exc: Exception) -> None:
+        seen.append(transport.CONNECTION_LOST.active)
+        warnings.warn(CANCEL_TASKS_BY_DEFAULT, CPendingDeprecationWarning, stacklevel=2)
+
+    monkeypatch.setattr(CeleryConsumer, "on_connection_error_after_connected", celerys)
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")  # as Celery's worker logging set-up does
+        Consumer.on_connection_error_after_connected(object.__new__(Consumer), ConnectionError("lost"))
     assert seen == [True]
     assert transport.CONNECTION_LOST.active is False
+    assert warned == [], "Celery's warning about the cancel default is not logged at every lost connection"
