@@ -40,7 +40,11 @@ def test_a_user_logs_in_uploads_images_and_sees_thumbnails_appear(
     browser.find_element(By.NAME, "password").send_keys(ADMIN_PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
-    browser.find_element(By.NAME, "name").send_keys("Browser test")
+    # The click submits the login form; the report page loads after it returns (slow on a busy machine).
+    WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
+        lambda d: d.find_element(By.NAME, "name"),
+        message=f"the reports page did not open after logging in; at {browser.current_url}",
+    ).send_keys("Browser test")
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
         lambda d: d.find_element(By.TAG_NAME, "h2").text == "Browser test",

@@ -193,8 +193,12 @@ class Worker:
         return psutil.Process(self.pid)
 
     def pool_size(self) -> int:
-        children = self.celery_process().children()
-        return sum(1 for child in children if child.status() != psutil.STATUS_ZOMBIE)
+        """Live pool processes; one that exits while being counted (the autoscaler shrinking) is not one."""
+        alive = 0
+        for child in self.celery_process().children():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                alive += child.status() != psutil.STATUS_ZOMBIE
+        return alive
 
     def stop(self, timeout: float = 60.0) -> None:
         stop_process(self.process, timeout=timeout)
