@@ -338,9 +338,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # On a lost broker connection the running jobs finish. Cancelling them (Celery's option) kills their pool
 # processes while the event loop is stopped, and Celery 5.7's prefork pool does not survive that
 # reliably on reconnection: the worker exited, or blocked reading a dead process's pipe (both found by
-# tests/faults/test_redis_kills.py). A job running at the cut can never be acknowledged (its message
-# belongs to the closed channel), even if it finishes long after the reconnection: it stays in `unacked`
-# and the worker's recovery runs it again once it is done (jobs/recovery.py, at least once).
+# tests/faults/test_redis_kills.py). A job running at the cut stays in `unacked`; when it finishes, its
+# worker's lease connection acknowledges it (its own channel is closed), or, Redis still away then, the
+# worker's recovery runs it again (jobs/recovery.py, at least once).
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Celery's consumer, telling Kiln's transport when a connection was lost (jobs/worker.py).
 CELERY_WORKER_CONSUMER = "jobs.worker:Consumer"

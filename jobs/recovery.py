@@ -18,9 +18,10 @@ Three more leaks are closed the same way, by every worker at every scan:
 - messages a consumer took from a queue but never recorded unacknowledged (Redis died in between, or the
   connection broke before the reply arrived) sit in that consumer's fetch list; once its fetcher lease
   expires they go back (jobs/transport.py, the reliable fetch);
-- its own jobs it no longer knows (after a lost connection Celery forgets the prefetched ones, and the
-  running ones finish without an acknowledgement, while Redis still holds them as unacknowledged) go
-  back when seen twice in a row;
+- its own jobs it no longer knows (after a lost connection Celery forgets the prefetched ones, while
+  Redis still holds them as unacknowledged) go back when seen twice in a row; the running ones finish,
+  and their acknowledgement, which their closed channel cannot send, goes through the lease's connection
+  (`WorkerLease.acknowledge`), or, with Redis still away when they finish, they go back the same way;
 - jobs unacknowledged for three lease lifetimes that no lease owns (delivered by Redis just before a
   connection broke, never claimed) go back when seen twice in a row.
 Every worker must run with this module (all of Kiln's do): a job held by a worker without a lease would
@@ -98,6 +99,17 @@ class WorkerLease:
             with self.pending_lock:
                 self.pending.add(delivery_tag)
 
+    def acknowledge(self, delivery_tag: str) -> None:
+        """Acknowledge a job on the lease's own connection, as kombu's Redis transport does on its channel's
+        (delivery tags are the messages' own, not a connection's): a job that ran through a lost broker
+        connection finished after its channel was closed, and is done once, not put back to run again.
+        Raises the connection error when Redis is still away; recovery puts the job back later then."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zrem("unacked_index", delivery_tag)
+        pipe.hdel("unacked", delivery_tag)
+        pipe.srem(OWNED_PREFIX + self.id, delivery_tag)
+        pipe.execute()
+
     def pending_claims_write(self) -> None:
         with self.pending_lock:
             tags, self.pending = self.pending, set()
@@ -140,9 +152,10 @@ class WorkerLease:
 
     def orphans_restore(self) -> int:
         """Put back this worker's own jobs that it no longer knows: after a lost broker connection Celery
-        forgets the prefetched ones and cannot acknowledge the running ones when they finish, while Redis
-        (with its append-only file) still holds them as unacknowledged, and would hand them out again only
-        after the visibility timeout. A tag seen orphaned at two scans in a row is restored."""
+        forgets the prefetched ones (and a running one that finished while Redis was still away could not
+        be acknowledged), while Redis (with its append-only file) still holds them as unacknowledged, and
+        would hand them out again only after the visibility timeout. A tag seen orphaned at two scans in a
+        row is restored."""
         from celery.worker import state
 
         known = {

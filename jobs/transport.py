@@ -183,15 +183,28 @@ class QoS(kombu_redis.QoS):
     def restore_unacked_once(self, stderr: Any = None) -> None:
         """kombu puts every message a closing channel delivered back in its queue. A worker that lost its
         connection is not done with them: the jobs still running would be handed out again while they run.
-        They stay in `unacked` instead, owned by the worker, and its recovery (jobs/recovery.py) puts back
-        each one it no longer runs or holds. A stopping worker's prefetched jobs go back at once, as kombu
-        does."""
+        They stay in `unacked` instead, owned by the worker: a running one is acknowledged when it
+        finishes (`ack`), and its recovery (jobs/recovery.py) puts back each one it no longer runs or holds.
+        A stopping worker's prefetched jobs go back at once, as kombu does."""
         if not _worker_reconnecting():
             super().restore_unacked_once(stderr)
             return
         self._on_collect.cancel()
         self._delivered.clear()
         self._delivered.restored = True
+
+    def ack(self, delivery_tag: str) -> None:
+        from jobs import recovery
+
+        lease = recovery.LEASE
+        if self.channel.closed and lease is not None:
+            # A job that ran through a lost connection in a Kiln worker, finished after its channel was
+            # closed (restore_unacked_once left it in `unacked`): kombu's ack would need the closed
+            # channel's client. The lease's connection acknowledges it instead, so it is not run again.
+            lease.acknowledge(delivery_tag)
+            virtual.QoS.ack(self, delivery_tag)
+            return
+        super().ack(delivery_tag)
 
     def append(self, message: Any, delivery_tag: str) -> None:
         fetched = self.channel._fetched
@@ -253,7 +266,8 @@ class Channel(kombu_redis.Channel):
             # kombu has detached: AttributeError (kombu issue 582), which Celery takes for an unrecoverable
             # error, and the worker exited instead of reconnecting. It happens when Celery closes a lost
             # connection twice (collect, then close) and the first close was cut short, and when a job
-            # that ran through the lost connection is acknowledged on its closed channel afterwards.
+            # that ran through the lost connection is acknowledged on its closed channel afterwards
+            # without a worker lease to acknowledge it (QoS.ack).
             raise redis.exceptions.ConnectionError("the broker connection is closed")
         return super()._connparams(asynchronous)
 

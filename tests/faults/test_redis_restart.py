@@ -88,3 +88,43 @@ def test_workers_resume_and_lose_nothing_when_redis_is_killed_and_restarted(tmp_
         print({"finished_after_s": round(finished_after, 1), "ran_twice": sum(c > 1 for c in runs.values())})
     finally:
         server.stop()
+
+
+def test_a_job_running_across_a_short_redis_outage_is_acknowledged_once_it_finishes(tmp_path: Path) -> None:
+    """A job that was running when Redis died, and finishes after it is back, is done: its worker's lease
+    connection acknowledges it (its own channel was closed with the lost connection), so it runs once and
+    nothing logs "Couldn't ack". kombu's ack on the closed channel failed, and the worker's recovery then
+    ran the finished job a second time."""
+    directory = tmp_path / "redis"
+    server = start_redis(directory, persistent=True)
+    try:
+        environ = stack_environment(
+            tmp_path / "var", server.url, KILN_JOB_HISTORY="false", KILN_WORKER_DEAD_AFTER_SECONDS="6"
+        )
+        ledger = Ledger(server)
+        with running_workers(("worker-high", environ)) as [worker]:
+            with app.connection_for_write(server.url) as connection:
+                app.send_task(
+                    "probe.effect", args=["long", 8], queue="high", connection=connection, ignore_result=True
+                )
+            wait_for(lambda: "long" in ledger.started_keys(), timeout=30, what="the long job to start")
+            os.kill(server.process.pid, signal.SIGKILL)
+            server.process.wait(timeout=10)
+            time.sleep(2)
+            server = start_redis(directory, port=server.port, persistent=True)
+            client, ledger = server.client(), Ledger(server)
+            wait_for(
+                lambda: "long" in ledger.effect_keys() and client.hlen("unacked") == 0,
+                timeout=60,
+                interval=0.25,
+                what=lambda: f"the long job to finish and be acknowledged: unacked {client.hlen('unacked')}",
+            )
+            # Recovery scans every 2 s with a 6 s lease and puts back an orphan at its second sighting: a
+            # job put back would have started again well within this.
+            time.sleep(8)
+            assert (client.llen("high"), client.hlen("unacked")) == (0, 0)
+            assert ledger.runs_per_key()["long"] == 1, "the job ran again after it finished"
+            assert worker.process.poll() is None
+            assert "Couldn't ack" not in worker.log()
+    finally:
+        server.stop()

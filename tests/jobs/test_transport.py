@@ -387,17 +387,28 @@ def test_a_consumer_whose_redis_died_mid_fetch_closes_the_way_celery_closes_it(
         server.stop()
 
 
+def worker_lease(url: str) -> Any:
+    """A Kiln worker's lease on the Redis at `url` (its renewing thread not started)."""
+    from celery import Celery
+
+    from jobs import recovery
+
+    return recovery.WorkerLease(Celery("lease-test", broker=url), "high@test", dead_after=30)
+
+
 @pytest.mark.parametrize("in_a_running_worker", [True, False], ids=["worker-reconnecting", "worker-stopping"])
 def test_a_channel_closed_in_a_worker_that_lost_its_connection_leaves_its_jobs_unacknowledged(
     broker: RedisServer, in_a_running_worker: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """kombu puts what a closing channel delivered back in its queue, running jobs included. In a worker
-    handling a lost connection (jobs/worker.py's Consumer) they stay in `unacked` for its recovery instead;
-    a stopping worker's, or any other client's, go back as kombu does."""
+    handling a lost connection (jobs/worker.py's Consumer) they stay in `unacked` instead, and a job that
+    finishes afterwards is acknowledged through the worker's lease, once: not put back to run again. A
+    stopping worker's, or any other client's, go back as kombu does."""
     from jobs import recovery
 
+    lease = worker_lease(broker.url)
     if in_a_running_worker:
-        monkeypatch.setattr(recovery, "LEASE", object())
+        monkeypatch.setattr(recovery, "LEASE", lease)
     client = broker.client()
     publish(broker.url, {"n": 1})
     conn = connection(broker.url)
@@ -405,15 +416,53 @@ def test_a_channel_closed_in_a_worker_that_lost_its_connection_leaves_its_jobs_u
     conn.Consumer([HIGH], callbacks=[lambda body, message: consumed.append(message)]).consume()
     conn.drain_events(timeout=3)
     assert len(consumed) == 1
+    lease.claim(consumed[0].delivery_tag)
     with transport.connection_lost() if in_a_running_worker else contextlib.nullcontext():
         conn.close()
-    if in_a_running_worker:
-        assert (client.llen("high"), client.hlen("unacked")) == (0, 1), "left to the worker's recovery"
-        with pytest.raises(redis.ConnectionError):  # the job, finished after the close, cannot be acked
+    try:
+        if in_a_running_worker:
+            assert (client.llen("high"), client.hlen("unacked")) == (0, 1), "left to the worker"
+            consumed[0].ack()  # the job, finished after the close
+            assert (client.llen("high"), client.hlen("unacked"), client.zcard("unacked_index")) == (0, 0, 0)
+            assert client.smembers(recovery.OWNED_PREFIX + lease.id) == set(), "its lease no longer owns it"
+        else:
+            assert (client.llen("high"), client.hlen("unacked")) == (1, 0), "kombu's restore at close"
+    finally:
+        lease.connection.release()
+
+
+def test_a_job_finishing_while_redis_is_still_away_stays_unacknowledged_for_recovery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease's acknowledgement of a job that ran through a lost connection fails like any ack while
+    Redis is away (Celery logs it); the job is still in `unacked` when Redis is back, owned by its worker,
+    whose recovery puts it back."""
+    from jobs import recovery
+
+    server = start_redis(tmp_path / "redis", persistent=True)
+    lease = worker_lease(server.url)
+    try:
+        monkeypatch.setattr(recovery, "LEASE", lease)
+        publish(server.url, {"n": 1})
+        conn = connection(server.url)
+        consumed: list = []
+        conn.Consumer([HIGH], callbacks=[lambda body, message: consumed.append(message)]).consume()
+        conn.drain_events(timeout=3)
+        lease.claim(consumed[0].delivery_tag)
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=10)
+        with transport.connection_lost():
+            ignore_errors(conn, conn.close)
+        with pytest.raises(redis.ConnectionError):
             consumed[0].ack()
+
+        server = start_redis(tmp_path / "redis", port=server.port, persistent=True)
+        client = server.client()
         assert client.hlen("unacked") == 1
-    else:
-        assert (client.llen("high"), client.hlen("unacked")) == (1, 0), "kombu's restore at close"
+        assert client.smembers(recovery.OWNED_PREFIX + lease.id) == {consumed[0].delivery_tag}
+    finally:
+        lease.connection.release()
+        server.stop()
 
 
 def test_kilns_consumer_marks_the_handling_of_a_lost_connection(monkeypatch: pytest.MonkeyPatch) -> None:
