@@ -338,9 +338,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # On a lost broker connection the running jobs finish. Cancelling them (Celery's option) kills their pool
 # processes while the event loop is stopped, and Celery 5.7's prefork pool does not survive that
 # reliably on reconnection: the worker exited, or blocked reading a dead process's pipe (both found by
-# tests/faults/test_redis_kills.py). A job running at the cut stays in `unacked`; when it finishes, its
-# worker's lease connection acknowledges it (its own channel is closed), or, Redis still away then, the
-# worker's recovery runs it again (jobs/recovery.py, at least once).
+# tests/faults/test_redis_kills.py). A job running at the cut stays in `unacked`; its result is handled
+# once the worker has reconnected, and the worker's lease connection acknowledges it (its own channel is
+# closed). Should that fail too (Redis gone again), the worker's recovery runs it again (at least once).
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Celery's consumer, telling Kiln's transport when a connection was lost (jobs/worker.py).
 CELERY_WORKER_CONSUMER = "jobs.worker:Consumer"

@@ -21,7 +21,7 @@ Three more leaks are closed the same way, by every worker at every scan:
 - its own jobs it no longer knows (after a lost connection Celery forgets the prefetched ones, while
   Redis still holds them as unacknowledged) go back when seen twice in a row; the running ones finish,
   and their acknowledgement, which their closed channel cannot send, goes through the lease's connection
-  (`WorkerLease.acknowledge`), or, with Redis still away when they finish, they go back the same way;
+  (`WorkerLease.acknowledge`); one whose acknowledgement fails (Redis gone again) goes back the same way;
 - jobs unacknowledged for three lease lifetimes that no lease owns (delivered by Redis just before a
   connection broke, never claimed) go back when seen twice in a row.
 Every worker must run with this module (all of Kiln's do): a job held by a worker without a lease would
@@ -50,6 +50,18 @@ logger = logging.getLogger(__name__)
 ALIVE_PREFIX = "kiln:worker-alive:"
 OWNED_PREFIX = "kiln:worker-owned:"
 SUSPECT_PREFIX = "kiln:worker-suspect:"
+
+
+# KEYS: the lease's owned set, kombu's `unacked` hash and its index; ARGV: the delivery tag, and 1 when
+# the claim is still to be written (Redis was away when the job arrived). 1 when acknowledged.
+ACKNOWLEDGE_SCRIPT = """
+if redis.call('SREM', KEYS[1], ARGV[1]) == 1 or ARGV[2] == '1' then
+    redis.call('HDEL', KEYS[2], ARGV[1])
+    redis.call('ZREM', KEYS[3], ARGV[1])
+    return 1
+end
+return 0
+"""
 
 
 class WorkerLease:
@@ -103,12 +115,23 @@ class WorkerLease:
         """Acknowledge a job on the lease's own connection, as kombu's Redis transport does on its channel's
         (delivery tags are the messages' own, not a connection's): a job that ran through a lost broker
         connection finished after its channel was closed, and is done once, not put back to run again.
-        Raises the connection error when Redis is still away; recovery puts the job back later then."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.zrem("unacked_index", delivery_tag)
-        pipe.hdel("unacked", delivery_tag)
-        pipe.srem(OWNED_PREFIX + self.id, delivery_tag)
-        pipe.execute()
+        Only a job this lease still owns: one recovery put back meanwhile (this worker's, or another's
+        that took this worker for dead) may be running elsewhere under the same tag, and that holder's
+        entry in `unacked` must stay. Raises the connection error when Redis is away; recovery puts the
+        job back later then."""
+        with self.pending_lock:
+            claim_unwritten = delivery_tag in self.pending
+        self.client.eval(
+            ACKNOWLEDGE_SCRIPT,
+            3,
+            OWNED_PREFIX + self.id,
+            "unacked",
+            "unacked_index",
+            delivery_tag,
+            int(claim_unwritten),
+        )
+        with self.pending_lock:
+            self.pending.discard(delivery_tag)
 
     def pending_claims_write(self) -> None:
         with self.pending_lock:
@@ -152,8 +175,8 @@ class WorkerLease:
 
     def orphans_restore(self) -> int:
         """Put back this worker's own jobs that it no longer knows: after a lost broker connection Celery
-        forgets the prefetched ones (and a running one that finished while Redis was still away could not
-        be acknowledged), while Redis (with its append-only file) still holds them as unacknowledged, and
+        forgets the prefetched ones (and a running one whose acknowledgement failed is done but still
+        unacknowledged), while Redis (with its append-only file) still holds them as unacknowledged, and
         would hand them out again only after the visibility timeout. A tag seen orphaned at two scans in a
         row is restored."""
         from celery.worker import state

@@ -266,8 +266,8 @@ class Channel(kombu_redis.Channel):
             # kombu has detached: AttributeError (kombu issue 582), which Celery takes for an unrecoverable
             # error, and the worker exited instead of reconnecting. It happens when Celery closes a lost
             # connection twice (collect, then close) and the first close was cut short, and when a job
-            # that ran through the lost connection is acknowledged on its closed channel afterwards
-            # without a worker lease to acknowledge it (QoS.ack).
+            # that ran through the lost connection is rejected, or acknowledged without a worker lease
+            # (QoS.ack), on its closed channel afterwards.
             raise redis.exceptions.ConnectionError("the broker connection is closed")
         return super()._connparams(asynchronous)
 

@@ -396,14 +396,19 @@ def worker_lease(url: str) -> Any:
     return recovery.WorkerLease(Celery("lease-test", broker=url), "high@test", dead_after=30)
 
 
-@pytest.mark.parametrize("in_a_running_worker", [True, False], ids=["worker-reconnecting", "worker-stopping"])
+@pytest.mark.parametrize(
+    ("in_a_running_worker", "claim_written"),
+    [(True, True), (True, False), (False, True)],
+    ids=["worker-reconnecting", "worker-reconnecting-claim-unwritten", "worker-stopping"],
+)
 def test_a_channel_closed_in_a_worker_that_lost_its_connection_leaves_its_jobs_unacknowledged(
-    broker: RedisServer, in_a_running_worker: bool, monkeypatch: pytest.MonkeyPatch
+    broker: RedisServer, in_a_running_worker: bool, claim_written: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """kombu puts what a closing channel delivered back in its queue, running jobs included. In a worker
     handling a lost connection (jobs/worker.py's Consumer) they stay in `unacked` instead, and a job that
     finishes afterwards is acknowledged through the worker's lease, once: not put back to run again. A
-    stopping worker's, or any other client's, go back as kombu does."""
+    stopping worker's, or any other client's, go back as kombu does. A claim the lease has not written yet
+    (Redis was away when the job arrived) counts as owned."""
     from jobs import recovery
 
     lease = worker_lease(broker.url)
@@ -416,7 +421,10 @@ def test_a_channel_closed_in_a_worker_that_lost_its_connection_leaves_its_jobs_u
     conn.Consumer([HIGH], callbacks=[lambda body, message: consumed.append(message)]).consume()
     conn.drain_events(timeout=3)
     assert len(consumed) == 1
-    lease.claim(consumed[0].delivery_tag)
+    if claim_written:
+        lease.claim(consumed[0].delivery_tag)
+    else:
+        lease.pending.add(consumed[0].delivery_tag)
     with transport.connection_lost() if in_a_running_worker else contextlib.nullcontext():
         conn.close()
     try:
@@ -425,13 +433,54 @@ def test_a_channel_closed_in_a_worker_that_lost_its_connection_leaves_its_jobs_u
             consumed[0].ack()  # the job, finished after the close
             assert (client.llen("high"), client.hlen("unacked"), client.zcard("unacked_index")) == (0, 0, 0)
             assert client.smembers(recovery.OWNED_PREFIX + lease.id) == set(), "its lease no longer owns it"
+            assert lease.pending == set()
         else:
             assert (client.llen("high"), client.hlen("unacked")) == (1, 0), "kombu's restore at close"
     finally:
         lease.connection.release()
 
 
-def test_a_job_finishing_while_redis_is_still_away_stays_unacknowledged_for_recovery(
+def test_only_a_job_its_lease_still_owns_is_acknowledged_through_it(
+    broker: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recovery may put a job back while it still runs through a lost connection (another worker taking
+    this one for dead); handed out again, it keeps its delivery tag. The first run's late acknowledgement
+    must leave the new holder's entry in `unacked`."""
+    from jobs import recovery
+
+    lease = worker_lease(broker.url)
+    monkeypatch.setattr(recovery, "LEASE", lease)
+    client = broker.client()
+    publish(broker.url, {"n": 1})
+    first = connection(broker.url)
+    consumed: list = []
+    first.Consumer([HIGH], callbacks=[lambda body, message: consumed.append(message)]).consume()
+    first.drain_events(timeout=3)
+    tag = consumed[0].delivery_tag
+    lease.claim(tag)
+    with transport.connection_lost():
+        first.close()
+    try:
+        # Recovery's put-back: restore_by_tag, and the tag leaves the lease's owned set.
+        with connection(broker.url) as conn:
+            conn.default_channel.qos.restore_by_tag(tag)
+        client.srem(recovery.OWNED_PREFIX + lease.id, tag)
+        second = connection(broker.url)
+        again: list = []
+        second.Consumer([HIGH], callbacks=[lambda body, message: again.append(message)]).consume()
+        second.drain_events(timeout=3)
+        assert again[0].delivery_tag == tag, "kombu hands it out again under the same tag"
+
+        consumed[0].ack()  # the first run, finished late
+        assert client.hlen("unacked") == 1, "the second holder's entry stays"
+        again[0].ack()
+        assert client.hlen("unacked") == 0
+        second.close()
+    finally:
+        lease.connection.release()
+
+
+def test_an_acknowledgement_failing_because_redis_is_away_leaves_the_job_to_recovery(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The lease's acknowledgement of a job that ran through a lost connection fails like any ack while
