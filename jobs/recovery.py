@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 ALIVE_PREFIX = "kiln:worker-alive:"
 OWNED_PREFIX = "kiln:worker-owned:"
 SUSPECT_PREFIX = "kiln:worker-suspect:"
+# kombu's Redis transport: the hash of unacknowledged messages by delivery tag, and its index by time.
+UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
 
 
 # KEYS: the lease's owned set, kombu's `unacked` hash and its index; ARGV: the delivery tag, and 1 when
@@ -125,8 +127,8 @@ class WorkerLease:
             ACKNOWLEDGE_SCRIPT,
             3,
             OWNED_PREFIX + self.id,
-            "unacked",
-            "unacked_index",
+            UNACKED,
+            UNACKED_INDEX,
             delivery_tag,
             int(claim_unwritten),
         )
@@ -213,7 +215,7 @@ def still_unacked(client: Any, tags: list[str]) -> list[str]:
     """The tags still in kombu's `unacked` hash (the others were acknowledged or restored)."""
     pipe = client.pipeline(transaction=False)
     for tag in tags:
-        pipe.hexists("unacked", tag)
+        pipe.hexists(UNACKED, tag)
     return [tag for tag, present in zip(tags, pipe.execute(), strict=True) if present]
 
 
@@ -239,7 +241,7 @@ def unowned_jobs_restore(app: Any, client: Any, *, older_than: float, suspected:
     Redis just before a connection broke, they never reached a worker's hands (or its claim). A tag goes
     back once found unowned at two scans in a row (`suspected` carries the first sighting): a worker whose
     claim failed while Redis was away writes it only after Redis is back, and may be running the job."""
-    old = [_text(tag) for tag in client.zrangebyscore("unacked_index", "-inf", time.time() - older_than)]
+    old = [_text(tag) for tag in client.zrangebyscore(UNACKED_INDEX, "-inf", time.time() - older_than)]
     if not old:
         suspected.clear()
         return 0
@@ -316,7 +318,7 @@ def job_park(client: Any, tag: str, deaths: int) -> bool:
     from jobs.models import Job
     from jobs.recording import UNKNOWN_ATTEMPT, JobEvent, capped_arguments, job_events_write
 
-    raw = client.hget("unacked", tag)
+    raw = client.hget(UNACKED, tag)
     if raw is None:
         return True  # restored or acknowledged meanwhile: nothing to park
     payload, _exchange, routing_key = json.loads(raw)
@@ -348,8 +350,8 @@ def job_park(client: Any, tag: str, deaths: int) -> bool:
         logger.exception("could not record parked job %s; putting it back instead", tag)
         return False
     pipe = client.pipeline(transaction=True)
-    pipe.hdel("unacked", tag)
-    pipe.zrem("unacked_index", tag)
+    pipe.hdel(UNACKED, tag)
+    pipe.zrem(UNACKED_INDEX, tag)
     pipe.execute()
     logger.error(
         "job %s (%s) parked: the worker holding it died %d times",

@@ -10,7 +10,7 @@ import pytest
 
 from jobs import recovery, transport
 from jobs.recovery import OWNED_PREFIX, unowned_jobs_restore
-from tests.jobs.test_transport import HIGH, connection, publish
+from tests.jobs.test_transport import delivered, publish
 from tests.support.processes import RedisServer
 
 
@@ -18,13 +18,10 @@ def unacknowledged_job(broker: RedisServer, monkeypatch: pytest.MonkeyPatch) -> 
     """A job delivered to a worker that then lost its connection: in `unacked`, 100 s old, owned by nobody."""
     monkeypatch.setattr(recovery, "LEASE", object())
     publish(broker.url, {"n": 1})
-    conn = connection(broker.url)
-    consumed: list = []
-    conn.Consumer([HIGH], callbacks=[lambda body, message: consumed.append(message)]).consume()
-    conn.drain_events(timeout=3)
+    conn, message = delivered(broker.url)
     with transport.connection_lost():
         conn.close()
-    tag = consumed[0].delivery_tag
+    tag = message.delivery_tag
     broker.client().zadd("unacked_index", {tag: time.time() - 100})
     return tag
 

@@ -38,6 +38,16 @@ def publish(url: str, body: dict, queue: Queue = HIGH) -> None:
         producer.publish(body, exchange=queue.exchange, routing_key=queue.routing_key, declare=[queue])
 
 
+def delivered(url: str) -> tuple[Connection, Any]:
+    """A connection consuming `high`, and the one message it was handed (not acknowledged)."""
+    conn = connection(url)
+    consumed: list = []
+    conn.Consumer([HIGH], callbacks=[lambda body, message: consumed.append(message)]).consume()
+    conn.drain_events(timeout=3)
+    assert len(consumed) == 1
+    return conn, consumed[0]
+
+
 def fetch_lists(client) -> dict[str, list[str]]:
     return {key: client.lrange(key, 0, -1) for key in client.scan_iter(match="kiln:fetching:*")}
 
@@ -416,21 +426,17 @@ def test_a_channel_closed_in_a_worker_that_lost_its_connection_leaves_its_jobs_u
         monkeypatch.setattr(recovery, "LEASE", lease)
     client = broker.client()
     publish(broker.url, {"n": 1})
-    conn = connection(broker.url)
-    consumed: list = []
-    conn.Consumer([HIGH], callbacks=[lambda body, message: consumed.append(message)]).consume()
-    conn.drain_events(timeout=3)
-    assert len(consumed) == 1
+    conn, message = delivered(broker.url)
     if claim_written:
-        lease.claim(consumed[0].delivery_tag)
+        lease.claim(message.delivery_tag)
     else:
-        lease.pending.add(consumed[0].delivery_tag)
+        lease.pending.add(message.delivery_tag)
     with transport.connection_lost() if in_a_running_worker else contextlib.nullcontext():
         conn.close()
     try:
         if in_a_running_worker:
             assert (client.llen("high"), client.hlen("unacked")) == (0, 1), "left to the worker"
-            consumed[0].ack()  # the job, finished after the close
+            message.ack()  # the job, finished after the close
             assert (client.llen("high"), client.hlen("unacked"), client.zcard("unacked_index")) == (0, 0, 0)
             assert client.smembers(recovery.OWNED_PREFIX + lease.id) == set(), "its lease no longer owns it"
             assert lease.pending == set()
@@ -452,11 +458,8 @@ def test_only_a_job_its_lease_still_owns_is_acknowledged_through_it(
     monkeypatch.setattr(recovery, "LEASE", lease)
     client = broker.client()
     publish(broker.url, {"n": 1})
-    first = connection(broker.url)
-    consumed: list = []
-    first.Consumer([HIGH], callbacks=[lambda body, message: consumed.append(message)]).consume()
-    first.drain_events(timeout=3)
-    tag = consumed[0].delivery_tag
+    first, message = delivered(broker.url)
+    tag = message.delivery_tag
     lease.claim(tag)
     with transport.connection_lost():
         first.close()
@@ -465,15 +468,12 @@ def test_only_a_job_its_lease_still_owns_is_acknowledged_through_it(
         with connection(broker.url) as conn:
             conn.default_channel.qos.restore_by_tag(tag)
         client.srem(recovery.OWNED_PREFIX + lease.id, tag)
-        second = connection(broker.url)
-        again: list = []
-        second.Consumer([HIGH], callbacks=[lambda body, message: again.append(message)]).consume()
-        second.drain_events(timeout=3)
-        assert again[0].delivery_tag == tag, "kombu hands it out again under the same tag"
+        second, again = delivered(broker.url)
+        assert again.delivery_tag == tag, "kombu hands it out again under the same tag"
 
-        consumed[0].ack()  # the first run, finished late
+        message.ack()  # the first run, finished late
         assert client.hlen("unacked") == 1, "the second holder's entry stays"
-        again[0].ack()
+        again.ack()
         assert client.hlen("unacked") == 0
         second.close()
     finally:
@@ -493,22 +493,19 @@ def test_an_acknowledgement_failing_because_redis_is_away_leaves_the_job_to_reco
     try:
         monkeypatch.setattr(recovery, "LEASE", lease)
         publish(server.url, {"n": 1})
-        conn = connection(server.url)
-        consumed: list = []
-        conn.Consumer([HIGH], callbacks=[lambda body, message: consumed.append(message)]).consume()
-        conn.drain_events(timeout=3)
-        lease.claim(consumed[0].delivery_tag)
+        conn, message = delivered(server.url)
+        lease.claim(message.delivery_tag)
         os.kill(server.process.pid, signal.SIGKILL)
         server.process.wait(timeout=10)
         with transport.connection_lost():
             ignore_errors(conn, conn.close)
         with pytest.raises(redis.ConnectionError):
-            consumed[0].ack()
+            message.ack()
 
         server = start_redis(tmp_path / "redis", port=server.port, persistent=True)
         client = server.client()
         assert client.hlen("unacked") == 1
-        assert client.smembers(recovery.OWNED_PREFIX + lease.id) == {consumed[0].delivery_tag}
+        assert client.smembers(recovery.OWNED_PREFIX + lease.id) == {message.delivery_tag}
     finally:
         lease.connection.release()
         server.stop()
