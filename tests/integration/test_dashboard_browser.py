@@ -6,16 +6,14 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.integration.conftest import ADMIN_PASSWORD
+from tests.support.browser import RETRY_ON, text_of
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.processes
-
-RETRY_ON = (NoSuchElementException, StaleElementReferenceException)
 
 
 def test_an_admin_opens_the_dashboard_and_sees_both_pools_live(
@@ -29,11 +27,11 @@ def test_an_admin_opens_the_dashboard_and_sees_both_pools_live(
 
     wait = WebDriverWait(browser, 40, ignored_exceptions=RETRY_ON)
     wait.until(
-        lambda d: d.find_element(By.ID, "kiln-updated").text != "never",
+        lambda d: text_of(d, "#kiln-updated") not in {None, "never"},
         message="the dashboard never loaded its figures",
     )
     wait.until(
-        lambda d: all(f"{pool}@" in d.find_element(By.ID, "kiln-pools").text for pool in ("high", "default")),
+        lambda d: all(f"{pool}@" in (text_of(d, "#kiln-pools") or "") for pool in ("high", "default")),
         message="the pools table never listed a worker of each pool",
     )
     for queue in ("high", "default"):

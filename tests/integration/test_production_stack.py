@@ -27,12 +27,12 @@ import psutil
 import pytest
 from PIL import Image as PILImage
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.integration.conftest import ADMIN_PASSWORD
 from tests.support.broker import Probe, SocketRedis
+from tests.support.browser import RETRY_ON, text_of
 from tests.support.http_client import MB, Client, post_streamed
 from tests.support.nginx import NginxHarness, Site, nginx_binary, render_kiln_conf
 from tests.support.probe_tasks import FINISHED_KEY, RECORDS_KEY
@@ -48,9 +48,6 @@ if NGINX is None:
         "nginx is not installed and could not be: `make nginx` as root, or apt-get install nginx-light",
         allow_module_level=True,
     )
-
-# A wait that looks at the page while it navigates can hold an element of the page that just went away.
-RETRY_ON = (NoSuchElementException, StaleElementReferenceException)
 
 CREATE_USERS = """
 from django.contrib.auth.models import Permission, User
@@ -184,7 +181,7 @@ def test_an_admin_uploads_an_image_sees_its_thumbnail_dry_runs_a_purge_and_sees_
     browser.find_element(By.NAME, "name").send_keys("Production test")
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
-        lambda d: d.find_element(By.TAG_NAME, "h2").text == "Production test",
+        lambda d: text_of(d, "h2") == "Production test",
         message=f"the new report's page did not open; at {browser.current_url}",
     )
     browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(photo))
@@ -210,7 +207,7 @@ def test_an_admin_uploads_an_image_sees_its_thumbnail_dry_runs_a_purge_and_sees_
     Select(browser.find_element(By.NAME, "action")).select_by_value("dry_run")
     browser.find_element(By.NAME, "index").click()
     message = WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, ".messagelist .success").text,
+        lambda d: text_of(d, ".messagelist .success"),
         message="the admin did not confirm the dry run",
     )
     run_id = message.split("#", 1)[1].split(".", 1)[0]

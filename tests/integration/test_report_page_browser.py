@@ -6,20 +6,15 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.integration.conftest import ADMIN_PASSWORD
+from tests.support.browser import RETRY_ON, count, text_of
 from tests.support.stack import Stack
 from tests.thumbnails.images import jpeg_bytes
 
 pytestmark = pytest.mark.processes
-
-# A wait that looks at the page while it navigates can hold an element of the page that just went away.
-RETRY_ON = (NoSuchElementException, StaleElementReferenceException)
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 def test_a_user_logs_in_uploads_images_and_sees_thumbnails_appear(
@@ -46,22 +41,24 @@ def test_a_user_logs_in_uploads_images_and_sees_thumbnails_appear(
         message=f"the reports page did not open after logging in; at {browser.current_url}",
     ).send_keys("Browser test")
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    # Read the heading in one script call: an element handle found on the form's page and read after the
+    # report's page replaced it fails in Chromium with "Node with given id does not belong to the document".
     WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
-        lambda d: d.find_element(By.TAG_NAME, "h2").text == "Browser test",
+        lambda d: text_of(d, "h2") == "Browser test",
         message=f"the new report's page did not open; at {browser.current_url}",
     )
 
     browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys("\n".join(str(f) for f in files))
     browser.find_element(By.CSS_SELECTOR, "form[enctype] button").click()
     WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
-        lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-image-id]")) == 4,
+        lambda d: count(d, "[data-image-id]") == 4,
         message="the four uploaded files did not appear as tiles",
     )
     # Mark this page: if the tiles change without a reload, the mark is still there at the end.
     browser.execute_script("window.kilnNoReload = true;")
 
     WebDriverWait(browser, 90, poll_frequency=0.5, ignored_exceptions=RETRY_ON).until(
-        lambda d: not d.find_elements(By.CSS_SELECTOR, '[data-status="pending"]'),
+        lambda d: count(d, '[data-status="pending"]') == 0,
         message="some tiles stayed pending: the page did not pick up the finished images",
     )
     assert browser.execute_script("return window.kilnNoReload === true;")
