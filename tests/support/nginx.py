@@ -142,7 +142,11 @@ class NginxHarness:
             with socket.socket() as sock:
                 return sock.connect_ex(("127.0.0.1", port)) == 0
 
-        wait_for(listening, timeout=10, what=f"nginx to listen on 127.0.0.1:{port}")
+        try:
+            wait_for(listening, timeout=10, what=f"nginx to listen on 127.0.0.1:{port}")
+        except BaseException:
+            self.stop(process)
+            raise
         return process
 
     @staticmethod

@@ -130,7 +130,11 @@ def start_redis(directory: Path, *, port: int | None = None, persistent: bool = 
         except redis.ConnectionError:
             return False
 
-    wait_for(answers, timeout=10, what=f"redis-server on port {port} to answer PING")
+    try:
+        wait_for(answers, timeout=10, what=f"redis-server on port {port} to answer PING")
+    except BaseException:
+        stop_process(process)
+        raise
     return server
 
 
@@ -222,7 +226,11 @@ def start_worker(
             raise AssertionError(f"{program} exited with {process.returncode}:\n{worker.log()[-3000:]}")
         return " ready." in worker.log()
 
-    wait_for(ready, timeout=ready_timeout, what=f"{program} to log that it is ready")
+    try:
+        wait_for(ready, timeout=ready_timeout, what=f"{program} to log that it is ready")
+    except BaseException:
+        stop_process(process)  # a worker still starting would consume the next test's queues
+        raise
     return worker
 
 
