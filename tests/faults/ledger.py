@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 from collections import Counter
 
+from jobs.recovery import UNACKED
+from jobs.transport import FETCH_LISTS
 from tests.support.probe_tasks import EFFECTS_KEY, RECORDS_KEY
 from tests.support.processes import RedisServer
 
@@ -28,6 +31,20 @@ class Ledger:
 
     def effect_keys(self) -> set[str]:
         return set(self.client.hkeys(EFFECTS_KEY))
+
+    def unacknowledged_keys(self) -> set[str]:
+        """The keys of the probe jobs whose messages Redis still holds for a consumer: recorded unacknowledged,
+        or taken into a fetch list and not yet recorded. A job is acknowledged only after its effect is
+        written, so a worker killed in between leaves a job with its effect done that must run again."""
+        payloads = [json.loads(raw)[0] for raw in self.client.hvals(UNACKED)]
+        for fetch_list in self.client.smembers(FETCH_LISTS):
+            payloads += [json.loads(raw) for raw in self.client.lrange(fetch_list, 0, -1)]
+        keys = set()
+        for payload in payloads:
+            if payload["headers"].get("task") == "probe.effect":
+                args, _kwargs, _embed = json.loads(base64.b64decode(payload["body"]))
+                keys.add(args[0])
+        return keys
 
     def repeated_effects(self) -> int:
         return int(self.client.get(f"{EFFECTS_KEY}:again") or 0)

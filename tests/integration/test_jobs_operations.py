@@ -47,6 +47,20 @@ class Pools:
     def queue(self, name: str) -> dict:
         return next(q for q in self.status()["queues"] if q["name"] == name)
 
+    def consuming(self, pool: str) -> list[str] | None:
+        """The queues the pool's worker consumes; None if it did not answer within the report's second."""
+        workers = self.status()["pools"].get(pool, [])
+        return workers[0]["consuming"] if workers else None
+
+    def scale(self, *args: str) -> None:
+        """`jobs scale`, again if it was refused because the worker did not answer within a second (busy)."""
+        wait_for(
+            lambda: self.jobs("scale", *args, check=False).returncode == 0,
+            timeout=20,
+            interval=1,
+            what=f"jobs scale {' '.join(args)} to succeed",
+        )
+
 
 @pytest.fixture(scope="module")
 def pools(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -> Iterator[Pools]:
@@ -125,6 +139,13 @@ def test_pause_stops_taking_jobs_clear_drops_only_its_queue_and_resume_runs_the_
 ) -> None:
     assert "paused" in pools.jobs("pause", "high").stdout
     assert "paused" in pools.jobs("pause", "default").stdout
+    # The pause reaches a busy worker by broadcast, which the command waits for 1 s only: jobs sent before
+    # the worker acted on it would be taken. Send them once both workers say they consume nothing.
+    wait_for(
+        lambda: all(pools.consuming(pool) == [] for pool in ("high", "default")),
+        timeout=20,
+        what="both workers to stop consuming",
+    )
     for n in range(5):
         probe.send(f"h{n}", queue="high")
         probe.send(f"d{n}", queue="default")
@@ -169,16 +190,20 @@ def test_a_paused_queue_stays_paused_when_its_worker_restarts(pools: Pools, prob
 
 
 def test_scale_grows_a_fixed_pool_and_raises_an_autoscaled_pools_floor(pools: Pools) -> None:
-    pools.jobs("scale", "default", "3")
+    pools.scale("default", "3")
     wait_for(lambda: pools.default.pool_size() == 3, timeout=20, what="worker-default to grow to 3 processes")
-    pools.jobs("scale", "high", "6", "--min", "4")
+    pools.scale("high", "6", "--min", "4")
     wait_for(
         lambda: pools.high.pool_size() == 4, timeout=20, what="worker-high to grow to its new floor of 4"
     )
-    reported = pools.status()["pools"]
+    reported = wait_for(
+        lambda: (answered := pools.status()["pools"]).keys() >= {"high", "default"} and answered,
+        timeout=20,
+        what="both pools to answer jobs status",
+    )
     assert reported["high"][0]["autoscale"] == [6, 4]
     assert reported["default"][0]["processes"] == 3
-    pools.jobs("scale", "default", "2")
+    pools.scale("default", "2")
     wait_for(lambda: pools.default.pool_size() == 2, timeout=20, what="worker-default to shrink back to 2")
     actions = pools.shell(
         "from jobs.models import AuditEntry as A; print(sorted(set(A.objects.values_list('action', flat=True))))"

@@ -30,10 +30,15 @@ def worker(environ: dict[str, str]) -> Iterator[Worker]:
         yield worker
 
 
+# About 20 s of purging at 10 ms a row: the test must still find the run going after each `manage.py shell`
+# it starts to look (1-3 s apiece on a busy machine), after the nice-10 worker picked the job up.
+LONG_RUN_ROWS = 2000
+
+
 @pytest.fixture
 def slow_environ(environ: dict[str, str]) -> dict[str, str]:
-    # 10 ms per deleted row (tests/support/probe_tasks.py): a 10-row batch takes 0.1 s, so a run of a few
-    # hundred rows lasts seconds on any machine: long enough to race a second run or to kill it mid-run.
+    # 10 ms per deleted row (tests/support/probe_tasks.py): a 10-row batch takes 0.1 s, so a run of
+    # LONG_RUN_ROWS lasts long enough on any machine to race a second run or to kill it mid-run.
     return {**environ, "KILN_TEST_PURGE_ROW_DELAY": "0.01"}
 
 
@@ -105,7 +110,7 @@ def test_a_second_run_of_the_same_policy_is_refused_while_the_first_runs(
     slow_environ, slow_worker: Worker
 ) -> None:
     environ = slow_environ
-    seed_history(environ, old=1000, young=0, batch_size=10)
+    seed_history(environ, old=LONG_RUN_ROWS, young=0, batch_size=10)
     django(environ, REQUEST_RUN)
     wait_for(
         lambda: (r := runs(environ)) and r[0]["state"] == "running" and r[0]["batches"] > 0,
@@ -125,14 +130,14 @@ def test_a_second_run_of_the_same_policy_is_refused_while_the_first_runs(
     skipped = next(r for r in runs(environ) if r["state"] == "skipped")
     done = next(r for r in runs(environ) if r["state"] == "done")
     assert f"run #{done['pk']} of this policy was still running" in skipped["error"]
-    assert done["removed"] == 1000
+    assert done["removed"] == LONG_RUN_ROWS
 
 
 def test_a_purge_killed_mid_run_finishes_exactly_once_when_delivered_again(
     slow_environ, slow_worker: Worker
 ) -> None:
     environ, worker = slow_environ, slow_worker
-    seed_history(environ, old=500, young=11, batch_size=10)
+    seed_history(environ, old=LONG_RUN_ROWS, young=11, batch_size=10)
     django(environ, REQUEST_RUN)
     wait_for(
         lambda: (r := runs(environ)) and r[0]["batches"] >= 5, timeout=60, interval=0.2, what="a few batches"
@@ -146,7 +151,7 @@ def test_a_purge_killed_mid_run_finishes_exactly_once_when_delivered_again(
     psutil.wait_procs(children, timeout=10)
     interrupted = runs(environ)[0]
     assert interrupted["state"] == "running"
-    assert 0 < interrupted["removed"] < 500
+    assert 0 < interrupted["removed"] < LONG_RUN_ROWS
 
     # Redis hands the unacknowledged message out again after the visibility timeout (an hour by default);
     # here the same message is published again, which is what that redelivery is.
@@ -157,6 +162,6 @@ def test_a_purge_killed_mid_run_finishes_exactly_once_when_delivered_again(
             lambda: runs(environ)[0]["state"] == "done", timeout=120, interval=0.5, what="the run to finish"
         )
     finished = runs(environ)[0]
-    assert finished["removed"] == 500
+    assert finished["removed"] == LONG_RUN_ROWS
     assert finished["tasks"] >= 2
     assert history_count(environ) == 11
