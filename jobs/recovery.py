@@ -10,9 +10,11 @@ job still running would be handed out twice. Kiln gets them back within a minute
   random part, so a worker restarted under the same name is a new lease;
 - when the main process receives a job, it adds the message's delivery tag to `kiln:worker-owned:<id>`;
 - every DEAD_AFTER / 3 seconds each worker looks for owned sets whose lease has expired. One found twice,
-  a scan apart (so a live worker that lost Redis for a moment gets to renew first), is dead: each of its
-  tags still in `unacked` goes back to its queue through kombu's own `restore_by_tag` (a WATCH/MULTI
-  transaction: two workers recovering at once restore a job once), and the set is deleted.
+  a scan apart (so a live worker that lost Redis for a moment gets to renew first), is dead. The first
+  worker to rename its set to `kiln:worker-recovering:<id>` recovers it: each of its tags still in
+  `unacked` goes back to its queue in a WATCH/MULTI transaction (kombu's `restore_by_tag`, plus a check
+  that the entry is still the same delivery, by its `unacked_index` time: a message keeps its tag when it
+  is handed out again), and the set is deleted.
 
 Three more leaks are closed the same way, by every worker at every scan:
 - messages a consumer took from a queue but never recorded unacknowledged (Redis died in between, or the
@@ -34,6 +36,7 @@ stops gracefully deletes its lease after its last acknowledgement; kombu returns
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -41,6 +44,7 @@ import time
 import uuid
 from typing import Any
 
+import redis
 from celery.signals import task_received, worker_init, worker_shutdown
 
 from jobs.transport import fetch_lists_recover
@@ -50,6 +54,7 @@ logger = logging.getLogger(__name__)
 ALIVE_PREFIX = "kiln:worker-alive:"
 OWNED_PREFIX = "kiln:worker-owned:"
 SUSPECT_PREFIX = "kiln:worker-suspect:"
+RECOVERING_PREFIX = "kiln:worker-recovering:"  # a dead worker's owned set, taken by the worker recovering it
 # kombu's Redis transport: the hash of unacknowledged messages by delivery tag, and its index by time.
 UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
 
@@ -195,11 +200,11 @@ class WorkerLease:
         }
         key = OWNED_PREFIX + self.id
         owned = [_text(tag) for tag in self.client.smembers(key)]
-        orphans = set(still_unacked(self.client, [tag for tag in owned if tag not in known]))
-        confirmed, self.suspected = orphans & self.suspected, orphans - self.suspected
+        orphans = unacked_deliveries(self.client, [tag for tag in owned if tag not in known])
+        confirmed, self.suspected = orphans.keys() & self.suspected, orphans.keys() - self.suspected
         if not confirmed:
             return 0
-        tags_restore(self.app, list(confirmed))
+        tags_restore(self.app, {tag: orphans[tag] for tag in confirmed})
         self.client.srem(key, *confirmed)
         logger.warning(
             "worker %s: %d job(s) it had lost track of put back in their queues", self.id, len(confirmed)
@@ -219,13 +224,45 @@ def still_unacked(client: Any, tags: list[str]) -> list[str]:
     return [tag for tag, present in zip(tags, pipe.execute(), strict=True) if present]
 
 
-def tags_restore(app: Any, tags: list[str]) -> None:
-    """Put each job back in its queue through kombu's own WATCH/MULTI `restore_by_tag`: two workers
-    restoring one tag at once restore it once."""
+def unacked_deliveries(client: Any, tags: list[str]) -> dict[str, float | None]:
+    """The tags still in kombu's `unacked` hash, each with its `unacked_index` score: the time its delivery
+    was recorded. A message keeps its delivery tag when it is delivered again, so the score is what tells
+    the delivery a worker judged from the next one."""
+    pipe = client.pipeline(transaction=False)
+    for tag in tags:
+        pipe.hexists(UNACKED, tag)
+        pipe.zscore(UNACKED_INDEX, tag)
+    replies = pipe.execute()
+    return {
+        tag: score for tag, present, score in zip(tags, replies[::2], replies[1::2], strict=True) if present
+    }
+
+
+def tags_restore(app: Any, deliveries: dict[str, float | None]) -> int:
+    """Put each job back in its queue, in one WATCH/MULTI transaction per job (kombu's `restore_by_tag`,
+    plus a check): only if its `unacked` entry is still the delivery that was judged (same index score).
+    Two workers may judge one tag at once; the first puts it back, a consumer takes it and records it again
+    under the same tag, and the second must not put that new delivery back too: it would run twice at once.
+    Returns how many were put back."""
+    restored = 0
     with app.connection_for_write() as connection:
-        qos = connection.default_channel.qos
-        for tag in tags:
-            qos.restore_by_tag(tag)
+        channel = connection.default_channel
+        with channel.conn_or_acquire() as client:
+            for tag, score in deliveries.items():
+
+                def restore(pipe: Any, tag: str = tag, score: float | None = score) -> bool:
+                    raw = pipe.hget(UNACKED, tag)
+                    current = pipe.zscore(UNACKED_INDEX, tag)
+                    pipe.multi()
+                    if raw is None or current != score:
+                        return False  # acknowledged, put back, or delivered again meanwhile
+                    channel.qos._remove_from_indices(tag, pipe)
+                    payload, exchange, routing_key = json.loads(_text(raw))
+                    channel._do_restore_message(payload, exchange, routing_key, pipe)
+                    return True
+
+                restored += client.transaction(restore, UNACKED, UNACKED_INDEX, value_from_callable=True)
+    return restored
 
 
 def owned_prune(client: Any, key: str) -> None:
@@ -241,7 +278,12 @@ def unowned_jobs_restore(app: Any, client: Any, *, older_than: float, suspected:
     Redis just before a connection broke, they never reached a worker's hands (or its claim). A tag goes
     back once found unowned at two scans in a row (`suspected` carries the first sighting): a worker whose
     claim failed while Redis was away writes it only after Redis is back, and may be running the job."""
-    old = [_text(tag) for tag in client.zrangebyscore(UNACKED_INDEX, "-inf", time.time() - older_than)]
+    old = {
+        _text(tag): score
+        for tag, score in client.zrangebyscore(
+            UNACKED_INDEX, "-inf", time.time() - older_than, withscores=True
+        )
+    }
     if not old:
         suspected.clear()
         return 0
@@ -254,9 +296,10 @@ def unowned_jobs_restore(app: Any, client: Any, *, older_than: float, suspected:
     suspected.update(unowned - confirmed)
     if not confirmed:
         return 0
-    tags_restore(app, sorted(confirmed))
-    logger.warning("%d unacknowledged job(s) no worker owns put back in their queues", len(confirmed))
-    return len(confirmed)
+    restored = tags_restore(app, {tag: old[tag] for tag in sorted(confirmed)})
+    if restored:
+        logger.warning("%d unacknowledged job(s) no worker owns put back in their queues", restored)
+    return restored
 
 
 def dead_workers_recover(app: Any, client: Any, *, scan_every: float, own_id: str = "") -> int:
@@ -287,7 +330,15 @@ RESTORED_PREFIX = "kiln:restored:"
 
 def worker_jobs_restore(app: Any, client: Any, worker_id: str) -> int:
     key = OWNED_PREFIX + worker_id
-    unacked = still_unacked(client, [_text(tag) for tag in client.smembers(key)])
+    # Take the dead worker's set under a name of this recovery's own: of two workers that judged it dead
+    # at once, one recovers it (and counts its jobs' deaths once). Should this worker die here, the jobs
+    # left in that set are unowned, and the unowned-jobs sweep puts them back.
+    claimed = RECOVERING_PREFIX + worker_id
+    try:
+        client.rename(key, claimed)
+    except redis.ResponseError:  # no such key: another worker is recovering it, or did
+        return 0
+    unacked = unacked_deliveries(client, [_text(tag) for tag in client.smembers(claimed)])
     # A job whose worker died holding it MAX_RESTORES times already is parked, not put back again.
     parked = []
     for tag in unacked:
@@ -295,8 +346,8 @@ def worker_jobs_restore(app: Any, client: Any, worker_id: str) -> int:
         client.expire(RESTORED_PREFIX + tag, 7 * 24 * 3600)
         if restores > MAX_RESTORES and job_park(client, tag, restores - 1):
             parked.append(tag)
-    tags_restore(app, [tag for tag in unacked if tag not in parked])
-    client.delete(key, SUSPECT_PREFIX + worker_id)
+    tags_restore(app, {tag: score for tag, score in unacked.items() if tag not in parked})
+    client.delete(claimed, SUSPECT_PREFIX + worker_id)
     if unacked:
         logger.warning(
             "worker %s is dead: %d unacknowledged job(s) put back in their queues, %d parked",

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from jobs import recovery, transport
-from jobs.recovery import OWNED_PREFIX, unowned_jobs_restore
+from jobs.recovery import OWNED_PREFIX, tags_restore, unowned_jobs_restore
 from tests.jobs.test_transport import delivered, publish
 from tests.support.processes import RedisServer
 
@@ -56,3 +56,29 @@ def test_a_claim_written_between_the_two_scans_keeps_the_job_with_its_worker(
     assert unowned_jobs_restore(app, client, older_than=30, suspected=suspected) == 0
     assert (client.llen("high"), client.hlen("unacked")) == (0, 1)
     assert suspected == set()
+
+
+def test_a_job_put_back_by_one_worker_and_taken_again_is_not_put_back_by_another(
+    broker: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers judge one unowned job at the same scan. The first puts it back and a consumer takes it
+    again under the same delivery tag; the second, acting on what it read before, must leave that new
+    delivery alone (the job would otherwise run twice at once: seen in test_redis_restart)."""
+    from config.celery import app
+
+    monkeypatch.setattr(app.conf, "broker_url", broker.url)
+    client = broker.client()
+    tag = unacknowledged_job(broker, monkeypatch)
+    judged = client.zscore("unacked_index", tag)
+    assert tags_restore(app, {tag: judged}) == 1  # the first worker
+    assert (client.llen("high"), client.hlen("unacked")) == (1, 0)
+
+    conn, message = delivered(broker.url)  # a consumer takes it again: same tag, a new delivery
+    try:
+        assert message.delivery_tag == tag
+        assert client.zscore("unacked_index", tag) != judged
+        assert tags_restore(app, {tag: judged}) == 0  # the second worker, with what it read before
+        assert (client.llen("high"), client.hlen("unacked")) == (0, 1)
+    finally:
+        with transport.connection_lost():
+            conn.close()
