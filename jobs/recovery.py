@@ -11,10 +11,11 @@ job still running would be handed out twice. Kiln gets them back within a minute
 - when the main process receives a job, it adds the message's delivery tag to `kiln:worker-owned:<id>`;
 - every DEAD_AFTER / 3 seconds each worker looks for owned sets whose lease has expired. One found twice,
   a scan apart (so a live worker that lost Redis for a moment gets to renew first), is dead. The first
-  worker to rename its set to `kiln:worker-recovering:<id>` recovers it: each of its tags still in
-  `unacked` goes back to its queue in a WATCH/MULTI transaction (kombu's `restore_by_tag`, plus a check
-  that the entry is still the same delivery, by its `unacked_index` time: a message keeps its tag when it
-  is handed out again), and the set is deleted.
+  worker to rename its set to `kiln:worker-recovering:<id>` (one script, only while the lease is still
+  expired) recovers it: each of its tags still in `unacked` goes back to its queue in a WATCH/MULTI
+  transaction (what kombu's `restore_by_tag` does, plus a check that the entry is still the same delivery,
+  by its `unacked_index` time: a message keeps its tag when it is handed out again), and the set is
+  deleted. A recovery that fails half-way (Redis gone) hands the set back for the next scan.
 
 Three more leaks are closed the same way, by every worker at every scan:
 - messages a consumer took from a queue but never recorded unacknowledged (Redis died in between, or the
@@ -36,7 +37,7 @@ stops gracefully deletes its lease after its last acknowledgement; kombu returns
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import os
 import threading
@@ -44,8 +45,8 @@ import time
 import uuid
 from typing import Any
 
-import redis
 from celery.signals import task_received, worker_init, worker_shutdown
+from kombu.utils.json import loads
 
 from jobs.transport import fetch_lists_recover
 
@@ -204,12 +205,13 @@ class WorkerLease:
         confirmed, self.suspected = orphans.keys() & self.suspected, orphans.keys() - self.suspected
         if not confirmed:
             return 0
-        tags_restore(self.app, {tag: orphans[tag] for tag in confirmed})
+        restored = tags_restore(self.app, {tag: orphans[tag] for tag in confirmed})
         self.client.srem(key, *confirmed)
-        logger.warning(
-            "worker %s: %d job(s) it had lost track of put back in their queues", self.id, len(confirmed)
-        )
-        return len(confirmed)
+        if restored:
+            logger.warning(
+                "worker %s: %d job(s) it had lost track of put back in their queues", self.id, restored
+            )
+        return restored
 
 
 def _text(value: bytes | str) -> str:
@@ -254,10 +256,12 @@ def tags_restore(app: Any, deliveries: dict[str, float | None]) -> int:
                     raw = pipe.hget(UNACKED, tag)
                     current = pipe.zscore(UNACKED_INDEX, tag)
                     pipe.multi()
-                    if raw is None or current != score:
+                    if current != score:
                         return False  # acknowledged, put back, or delivered again meanwhile
-                    channel.qos._remove_from_indices(tag, pipe)
-                    payload, exchange, routing_key = json.loads(_text(raw))
+                    channel.qos._remove_from_indices(tag, pipe)  # as kombu: also an index left alone
+                    if raw is None:
+                        return False
+                    payload, exchange, routing_key = loads(_text(raw))
                     channel._do_restore_message(payload, exchange, routing_key, pipe)
                     return True
 
@@ -328,34 +332,48 @@ MAX_RESTORES = 3
 RESTORED_PREFIX = "kiln:restored:"
 
 
+# Take a dead worker's owned set KEYS[1] for recovery, as KEYS[2] (expiring after ARGV[1] s), if it still
+# exists and its lease KEYS[3] is still expired: of two workers that judged it dead at once, one recovers it.
+CLAIM_DEAD_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[3]) == 1 then
+    return 0
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
+
+
 def worker_jobs_restore(app: Any, client: Any, worker_id: str) -> int:
-    key = OWNED_PREFIX + worker_id
-    # Take the dead worker's set under a name of this recovery's own: of two workers that judged it dead
-    # at once, one recovers it (and counts its jobs' deaths once). Should this worker die here, the jobs
-    # left in that set are unowned, and the unowned-jobs sweep puts them back.
-    claimed = RECOVERING_PREFIX + worker_id
-    try:
-        client.rename(key, claimed)
-    except redis.ResponseError:  # no such key: another worker is recovering it, or did
+    """Put back (or park) the jobs of a dead worker; returns how many. One worker does it per dead worker,
+    so each job's death is counted once."""
+    key, claimed = OWNED_PREFIX + worker_id, RECOVERING_PREFIX + worker_id
+    if not client.eval(CLAIM_DEAD_SCRIPT, 3, key, claimed, ALIVE_PREFIX + worker_id, 24 * 3600):
         return 0
-    unacked = unacked_deliveries(client, [_text(tag) for tag in client.smembers(claimed)])
-    # A job whose worker died holding it MAX_RESTORES times already is parked, not put back again.
-    parked = []
-    for tag in unacked:
-        restores = client.incr(RESTORED_PREFIX + tag)
-        client.expire(RESTORED_PREFIX + tag, 7 * 24 * 3600)
-        if restores > MAX_RESTORES and job_park(client, tag, restores - 1):
-            parked.append(tag)
-    tags_restore(app, {tag: score for tag, score in unacked.items() if tag not in parked})
+    try:
+        unacked = unacked_deliveries(client, [_text(tag) for tag in client.smembers(claimed)])
+        # A job whose worker died holding it MAX_RESTORES times already is parked, not put back again.
+        parked = []
+        for tag in unacked:
+            restores = client.incr(RESTORED_PREFIX + tag)
+            client.expire(RESTORED_PREFIX + tag, 7 * 24 * 3600)
+            if restores > MAX_RESTORES and job_park(client, tag, restores - 1):
+                parked.append(tag)
+        restored = tags_restore(app, {tag: score for tag, score in unacked.items() if tag not in parked})
+    except Exception:
+        # Redis went away mid-way: hand the set back so a later scan recovers what is left.
+        with contextlib.suppress(Exception):
+            client.renamenx(claimed, key)
+        raise
     client.delete(claimed, SUSPECT_PREFIX + worker_id)
     if unacked:
         logger.warning(
             "worker %s is dead: %d unacknowledged job(s) put back in their queues, %d parked",
             worker_id,
-            len(unacked) - len(parked),
+            restored,
             len(parked),
         )
-    return len(unacked)
+    return restored + len(parked)
 
 
 def job_park(client: Any, tag: str, deaths: int) -> bool:

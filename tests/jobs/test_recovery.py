@@ -9,7 +9,15 @@ import time
 import pytest
 
 from jobs import recovery, transport
-from jobs.recovery import OWNED_PREFIX, tags_restore, unowned_jobs_restore
+from jobs.recovery import (
+    ALIVE_PREFIX,
+    OWNED_PREFIX,
+    RECOVERING_PREFIX,
+    RESTORED_PREFIX,
+    tags_restore,
+    unowned_jobs_restore,
+    worker_jobs_restore,
+)
 from tests.jobs.test_transport import delivered, publish
 from tests.support.processes import RedisServer
 
@@ -82,3 +90,29 @@ def test_a_job_put_back_by_one_worker_and_taken_again_is_not_put_back_by_another
     finally:
         with transport.connection_lost():
             conn.close()
+
+
+def test_one_worker_recovers_a_dead_workers_jobs_and_counts_their_death_once(
+    broker: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config.celery import app
+
+    monkeypatch.setattr(app.conf, "broker_url", broker.url)
+    client = broker.client()
+    tag = unacknowledged_job(broker, monkeypatch)
+    dead = "high@host:1:dead"
+    client.sadd(OWNED_PREFIX + dead, tag)
+
+    client.set(ALIVE_PREFIX + dead, 1)  # its lease came back since it was judged dead: not recovered
+    assert worker_jobs_restore(app, client, dead) == 0
+    client.delete(ALIVE_PREFIX + dead)
+    # Another worker is recovering it right now: it holds the set under its recovering name.
+    client.rename(OWNED_PREFIX + dead, RECOVERING_PREFIX + dead)
+    assert worker_jobs_restore(app, client, dead) == 0
+    assert client.get(RESTORED_PREFIX + tag) is None, "a death counted by a worker that did not recover it"
+    client.rename(RECOVERING_PREFIX + dead, OWNED_PREFIX + dead)
+
+    assert worker_jobs_restore(app, client, dead) == 1
+    assert client.get(RESTORED_PREFIX + tag) == "1"
+    assert (client.llen("high"), client.hlen("unacked")) == (1, 0)
+    assert not client.exists(OWNED_PREFIX + dead, RECOVERING_PREFIX + dead)
