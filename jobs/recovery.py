@@ -218,14 +218,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def still_unacked(client: Any, tags: list[str]) -> list[str]:
-    """The tags still in kombu's `unacked` hash (the others were acknowledged or restored)."""
-    pipe = client.pipeline(transaction=False)
-    for tag in tags:
-        pipe.hexists(UNACKED, tag)
-    return [tag for tag, present in zip(tags, pipe.execute(), strict=True) if present]
-
-
 def unacked_deliveries(client: Any, tags: list[str]) -> dict[str, float | None]:
     """The tags still in kombu's `unacked` hash, each with its `unacked_index` score: the time its delivery
     was recorded. A message keeps its delivery tag when it is delivered again, so the score is what tells
@@ -272,7 +264,7 @@ def tags_restore(app: Any, deliveries: dict[str, float | None]) -> int:
 def owned_prune(client: Any, key: str) -> None:
     """Forget tags already acknowledged (no longer in kombu's `unacked` hash)."""
     tags = [_text(tag) for tag in client.smembers(key)]
-    gone = set(tags) - set(still_unacked(client, tags))
+    gone = set(tags) - unacked_deliveries(client, tags).keys()
     if gone:
         client.srem(key, *gone)
 
