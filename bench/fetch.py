@@ -1,4 +1,4 @@
-"""What does the reliable fetch cost? kombu's BRPOP fetch against Kiln's (jobs/transport.py), side by side.
+"""What does the reliable fetch cost? kombu's BRPOP fetch against Kiln's (broker/transport.py), side by side.
 
 Starts a private redis-server (append-only, `appendfsync everysec` as deploy/README.md has production run
 it), then for each variant, alternately: publishes a backlog of small messages, and consumes it with one
@@ -35,7 +35,7 @@ VARIANTS = {"kombu BRPOP": 0, "Kiln fetch": 30}
 
 
 def connection(url: str, dead_after: int) -> Connection:
-    return Connection(url, transport_options={"priority_steps": [0], "kiln_fetch_dead_after": dead_after})
+    return Connection(url, transport_options={"priority_steps": [0], "kiln_dead_after": dead_after})
 
 
 def backlog_rate(url: str, dead_after: int, messages: int) -> float:

@@ -36,7 +36,7 @@ def publish(server: RedisServer, environ: dict[str, str], jobs: int, sleep: floa
     records are part of what history costs, though not of the worker's throughput)."""
     code = (
         "from config.celery import app\n"
-        "from jobs.recording import recorder\n"
+        "from jobs.history import recorder\n"
         f"for _ in range({jobs}):\n"
         f"    app.send_task('probe.count', args=[{sleep}], queue='default', ignore_result=True)\n"
         "recorder.flush()\n"

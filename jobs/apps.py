@@ -11,16 +11,14 @@ class JobsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models import Q
 
-        from jobs import audit, signals
+        from jobs import receivers
         from jobs.models import Job
         from purge import registry
         from purge.signals import purge_run_requested
 
-        # The publish time travels with each message whether the history is kept or not: the oldest wait
-        # of a queue, the wait alerts and the stalled status read it.
-        signals.stamp_connect()
+        receivers.parked_connect()
         if settings.KILN_JOB_HISTORY:
-            signals.connect()
+            receivers.connect()
 
         # Horizon's trim settings: succeeded jobs kept a day, failed ones a week (admins edit the policies).
         registry.register(
@@ -55,4 +53,4 @@ class JobsConfig(AppConfig):
                 only=Q(state=Job.State.FAILED),
             )
         )
-        purge_run_requested.connect(audit.purge_run_audit, weak=False)
+        purge_run_requested.connect(receivers.purge_run_audit, weak=False)

@@ -24,9 +24,9 @@ def no_job_history_in_the_test_process() -> None:
     """The test process is not one of Kiln's processes: what it publishes is recorded by the workers that
     run it (their own databases), not here, where most tests have no database at all. Tests of the
     recording connect it themselves."""
-    from jobs import signals
+    from jobs import receivers
 
-    signals.disconnect()
+    receivers.disconnect()
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +55,23 @@ def media_root(settings, tmp_path):
     """A private MEDIA_ROOT: default_storage follows the setting (Django resets it on change)."""
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def app_broker(broker: RedisServer) -> Iterator[RedisServer]:
+    """Kiln's Celery app in this process talks to the private test Redis (reads, control broadcasts)."""
+    from config.celery import app
+
+    def forget_connections() -> None:
+        # The app caches a connection pool and a producer pool made from the URL it first saw.
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    previous = app.conf.broker_url
+    app.conf.broker_url = broker.url
+    forget_connections()
+    try:
+        yield broker
+    finally:
+        app.conf.broker_url = previous
+        forget_connections()

@@ -7,8 +7,8 @@ import itertools
 import json
 from collections import Counter
 
-from jobs.recovery import UNACKED
-from jobs.transport import FETCH_LISTS
+from broker.recovery import UNACKED
+from broker.transport import FETCH_LISTS
 from tests.support.probe_tasks import EFFECTS_KEY, RECORDS_KEY
 from tests.support.processes import RedisServer
 

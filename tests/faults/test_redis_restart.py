@@ -1,7 +1,7 @@
 """Fault 4: Redis killed with SIGKILL mid-run and started again on the same port 5 s later, with its
 append-only file. The workers reconnect by themselves, queued and unacknowledged jobs survive and end,
 and no job runs twice at the same time. A message a worker took in the instant Redis died is kept too: Kiln's
-reliable fetch (jobs/transport.py) holds it in the worker's fetch list until it is recorded unacknowledged."""
+reliable fetch (broker/transport.py) holds it in the worker's fetch list until it is recorded unacknowledged."""
 
 from __future__ import annotations
 

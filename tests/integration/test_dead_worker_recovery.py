@@ -1,5 +1,5 @@
 """A worker killed with SIGKILL: its unacknowledged jobs run again on another worker within seconds
-(jobs/recovery.py), not after the hour-long visibility timeout."""
+(broker/recovery.py), not after the hour-long visibility timeout."""
 
 from __future__ import annotations
 

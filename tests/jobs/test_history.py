@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from jobs.history import JobEvent, Recorder, capped_arguments, job_events_write
 from jobs.models import Job
-from jobs.recording import JobEvent, Recorder, capped_arguments, job_events_write
 
 pytestmark = pytest.mark.database
 
@@ -121,7 +121,7 @@ def test_arguments_that_are_not_plain_json_are_not_kept() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_failure_reported_without_the_jobs_context_is_final() -> None:
-    from jobs.recording import UNKNOWN_ATTEMPT
+    from jobs.history import UNKNOWN_ATTEMPT
 
     job_events_write([event(Job.State.STARTED, attempt=3, worker="high@a", started_at=T0)])
     job_events_write(
@@ -142,12 +142,12 @@ def test_a_cleared_job_is_not_brought_back_by_its_late_queued_event() -> None:
 def test_a_revoked_job_ends_revoked(monkeypatch) -> None:
     from types import SimpleNamespace
 
-    import jobs.signals
+    import jobs.receivers
 
     recorder = Recorder()
-    monkeypatch.setattr(jobs.signals, "recorder", recorder)
+    monkeypatch.setattr(jobs.receivers, "recorder", recorder)
     request = SimpleNamespace(id="t-9", task_name="thumbnails.x", delivery_info={"routing_key": "high"})
-    jobs.signals.record_revoked(request=request, expired=True)
+    jobs.receivers.record_revoked(request=request, expired=True)
     assert recorder.flush() == 1
     job = Job.objects.get(task_id="t-9")
     assert (job.state, job.queue, job.exception_message) == (

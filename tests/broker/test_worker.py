@@ -1,4 +1,4 @@
-"""jobs/worker.py's wrapper of Celery's prefork pool: a reconnection to the broker does not crash the worker
+"""broker/worker.py's wrapper of Celery's prefork pool: a reconnection to the broker does not crash the worker
 on a pool process that exited and is not yet reaped (celery issue 9250)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from celery.concurrency.asynpool import AsynPool
 from kombu.asynchronous import Hub
 
-from jobs.worker import pool_reconnection_fix
+from broker.worker import pool_reconnection_fix
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_registering_the_pool_again_skips_an_exited_process_and_watches_a_runnin
 
 
 def test_celery_itself_still_fails_on_an_exited_process(hub: Hub) -> None:
-    """The day Celery handles it, this fails: the wrapper in jobs/worker.py can go."""
+    """The day Celery handles it, this fails: the wrapper in broker/worker.py can go."""
     pool_reconnection_fix()
     original = AsynPool._track_child_process.__wrapped__
     pool = SimpleNamespace(_event_process_exit=lambda *args: None)

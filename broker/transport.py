@@ -8,13 +8,13 @@ channel, `kiln:fetching:<fetcher>:<queue key>`, so it stays in Redis (and in its
 time:
 
 - the channel holds a lease, `kiln:fetcher-alive:<fetcher>` (a key expiring after the transport option
-  `kiln_fetch_dead_after`, Kiln's KILN_WORKER_DEAD_AFTER_SECONDS), set before it takes a message, and
+  `kiln_dead_after`, Kiln's KILN_WORKER_DEAD_AFTER_SECONDS), set before it takes a message, and
   registers its fetch lists in the set `kiln:fetch-lists`;
 - recording the message unacknowledged is one Lua script: it removes the message from the fetch list and,
   only if it was still there, adds it to `unacked`. The message lives in exactly one place;
 - a channel whose fetch may have lost a reply (a connection error, a disconnect while it waited) takes a new
   fetcher identity, so its old lists are left to recovery;
-- `fetch_lists_recover`, run by every worker's lease thread (jobs/recovery.py), moves the messages of every
+- `fetch_lists_recover`, run by every worker's lease thread (broker/lease.py), moves the messages of every
   fetch list whose fetcher lease expired back to the consuming end of their queue, in one script per list,
   so a live fetcher's list is never touched. A late delivery of a message recovery already put back finds it
   gone from its fetch list and drops it instead of running it twice;
@@ -35,17 +35,14 @@ Needs Redis 6.2 or later (BLMOVE).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
-import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from queue import Empty
 from time import monotonic, time
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from kombu.transport import redis as kombu_redis
@@ -158,25 +155,42 @@ def _out_of_memory(error: BaseException) -> bool:
     return isinstance(error, redis.exceptions.OutOfMemoryError)
 
 
-# True while a Kiln worker's consumer handles a lost broker connection (jobs/worker.py's Consumer): the
-# channels it closes meanwhile close because the connection was lost, not because the worker stops.
-CONNECTION_LOST = threading.local()
+class Acknowledger(Protocol):
+    returned: bool
+
+    def acknowledge(self, delivery_tag: str) -> None: ...
 
 
-@contextlib.contextmanager
-def connection_lost() -> Iterator[None]:
-    CONNECTION_LOST.active = True
-    try:
-        yield
-    finally:
-        CONNECTION_LOST.active = False
+# A Kiln worker marks its broker connections (kombu `Connection` objects) with two attributes, read by the
+# channels of that connection: the worker's lease (broker/lease.py), which acknowledges a job that outlived
+# its channel, and whether the connection was lost (set by broker/worker.py's Consumer before Celery closes
+# it). A connection without them (a publisher, Flower, a test) behaves as kombu's.
+LEASE_ATTRIBUTE = "kiln_lease"
+LOST_ATTRIBUTE = "kiln_connection_lost"
 
 
-def _worker_reconnecting() -> bool:
-    """True in a Kiln worker (its lease held: recovery on) closing channels of a lost connection."""
-    from jobs import recovery
+def connection_lease_attach(connection: Any, lease: Acknowledger | None) -> None:
+    setattr(connection, LEASE_ATTRIBUTE, lease)
 
-    return recovery.LEASE is not None and getattr(CONNECTION_LOST, "active", False)
+
+def connection_mark_lost(connection: Any) -> None:
+    setattr(connection, LOST_ATTRIBUTE, True)
+
+
+def _connection_of(channel: Any) -> Any:
+    """The kombu Connection a channel was made for. Kept by the channel itself: kombu detaches a lost
+    connection from its transport (`client = None`) before Celery closes its channels."""
+    return getattr(channel, "kiln_connection", None)
+
+
+def _lease_of(channel: Any) -> Acknowledger | None:
+    lease = getattr(_connection_of(channel), LEASE_ATTRIBUTE, None)
+    return None if lease is None or lease.returned else lease
+
+
+def _closing_a_lost_worker_connection(channel: Any) -> bool:
+    """True in a Kiln worker (its lease held: recovery on) closing the channels of a lost connection."""
+    return _lease_of(channel) is not None and getattr(_connection_of(channel), LOST_ATTRIBUTE, False)
 
 
 class QoS(kombu_redis.QoS):
@@ -184,9 +198,9 @@ class QoS(kombu_redis.QoS):
         """kombu puts every message a closing channel delivered back in its queue. A worker that lost its
         connection is not done with them: the jobs still running would be handed out again while they run.
         They stay in `unacked` instead, owned by the worker: a running one is acknowledged when it
-        finishes (`ack`), and its recovery (jobs/recovery.py) puts back each one it no longer runs or holds.
+        finishes (`ack`), and its recovery (broker/recovery.py) puts back each one it no longer runs or holds.
         A stopping worker's prefetched jobs go back at once, as kombu does."""
-        if not _worker_reconnecting():
+        if not _closing_a_lost_worker_connection(self.channel):
             super().restore_unacked_once(stderr)
             return
         self._on_collect.cancel()
@@ -194,9 +208,7 @@ class QoS(kombu_redis.QoS):
         self._delivered.restored = True
 
     def ack(self, delivery_tag: str) -> None:
-        from jobs import recovery
-
-        lease = recovery.LEASE
+        lease = _lease_of(self.channel)
         if self.channel.closed and lease is not None:
             # A job that ran through a lost connection in a Kiln worker, finished after its channel was
             # closed (restore_unacked_once left it in `unacked`): kombu's ack would need the closed
@@ -234,9 +246,9 @@ class QoS(kombu_redis.QoS):
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
-    from_transport_options = (*kombu_redis.Channel.from_transport_options, "kiln_fetch_dead_after")
+    from_transport_options = (*kombu_redis.Channel.from_transport_options, "kiln_dead_after")
     # Seconds a fetcher lease lasts; 0 keeps kombu's BRPOP.
-    kiln_fetch_dead_after = 0
+    kiln_dead_after = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Before kombu's __init__: its poller may look at them as soon as the channel is registered.
@@ -248,16 +260,17 @@ class Channel(kombu_redis.Channel):
         self._redis_version_checked = False
         self._fetcher_new()
         super().__init__(*args, **kwargs)
+        self.kiln_connection = self.connection.client
         if not self.ack_emulation:  # no `unacked` hash to record messages in: kombu's own fetch
-            self.kiln_fetch_dead_after = 0
-        if self.kiln_fetch_dead_after and self.kiln_fetch_dead_after < self.brpop_timeout + 2:
+            self.kiln_dead_after = 0
+        if self.kiln_dead_after and self.kiln_dead_after < self.brpop_timeout + 2:
             # The lease must outlive a whole BLMOVE wait, or recovery could empty and forget a fetch list
             # the waiting BLMOVE then moves a message into.
             raise ValueError(
-                f"kiln_fetch_dead_after ({self.kiln_fetch_dead_after} s) must be at least the fetch wait "
+                f"kiln_dead_after ({self.kiln_dead_after} s) must be at least the fetch wait "
                 f"({self.brpop_timeout} s) plus 2 s"
             )
-        if self.kiln_fetch_dead_after and self.global_keyprefix:
+        if self.kiln_dead_after and self.global_keyprefix:
             raise ValueError("Kiln's reliable fetch does not support kombu's global_keyprefix")
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
@@ -276,7 +289,7 @@ class Channel(kombu_redis.Channel):
         return super().basic_consume(queue, no_ack, *args, **kwargs)
 
     def _fetches_reliably(self) -> bool:
-        return bool(self.kiln_fetch_dead_after) and any(
+        return bool(self.kiln_dead_after) and any(
             queue not in self._no_ack_queues for queue in self.active_queues
         )
 
@@ -296,7 +309,7 @@ class Channel(kombu_redis.Channel):
         return [
             FETCHER_ALIVE_PREFIX + self.fetcher_id,
             f"{socket.gethostname()}:{os.getpid()}",
-            max(int(self.kiln_fetch_dead_after), 1),
+            max(int(self.kiln_dead_after), 1),
             FETCH_LISTS,
         ]
 
@@ -304,7 +317,7 @@ class Channel(kombu_redis.Channel):
         """Before a BLMOVE: make sure the lease outlives the wait by a second at least (it is refreshed at a
         sixth of its life at the latest) and that recovery knows the fetch lists."""
         lists = frozenset(self._fetch_list(key) for key in keys)
-        ttl = self.kiln_fetch_dead_after
+        ttl = self.kiln_dead_after
         if lists <= self._fetcher_lists and monotonic() - self._fetcher_refreshed_at < min(
             ttl / 6, ttl - wait - 1
         ):
@@ -483,7 +496,7 @@ class Channel(kombu_redis.Channel):
 
     def _get(self, queue: str) -> dict[str, Any]:
         """basic_get: the same reliable fetch, without waiting."""
-        if not self.kiln_fetch_dead_after:
+        if not self.kiln_dead_after:
             return super()._get(queue)
         keys = self._queue_keys([queue])
         prefix = self._fetch_list("")
@@ -498,7 +511,7 @@ class Channel(kombu_redis.Channel):
         return payload
 
     def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
-        if not self.kiln_fetch_dead_after:
+        if not self.kiln_dead_after:
             return super().basic_get(queue, no_ack, **kwargs)
         try:
             payload = self._get(queue)

@@ -1,4 +1,4 @@
-"""Kiln's Redis transport (jobs/transport.py) against a real redis-server: the reliable fetch keeps a message in
+"""Kiln's Redis transport (broker/transport.py) against a real redis-server: the reliable fetch keeps a message in
 Redis from the moment it is taken until it is recorded unacknowledged, and recovery puts back what a gone
 consumer took."""
 
@@ -19,8 +19,8 @@ import redis
 from kombu import Connection, Exchange, Queue
 from kombu.common import ignore_errors
 
-from jobs import transport
-from jobs.transport import FETCH_LISTS, MALFORMED, fetch_lists_recover
+from broker import transport
+from broker.transport import FETCH_LISTS, MALFORMED, fetch_lists_recover
 from tests.support.processes import RedisServer, start_redis, wait_for
 
 HIGH = Queue("high", Exchange("high"), routing_key="high")
@@ -29,7 +29,7 @@ DEFAULT = Queue("default", Exchange("default"), routing_key="default")
 
 def connection(url: str, *, dead_after: float = 3, **options: Any) -> Connection:
     return Connection(
-        url, transport_options={"priority_steps": [0], "kiln_fetch_dead_after": dead_after, **options}
+        url, transport_options={"priority_steps": [0], "kiln_dead_after": dead_after, **options}
     )
 
 
@@ -401,9 +401,9 @@ def worker_lease(url: str) -> Any:
     """A Kiln worker's lease on the Redis at `url` (its renewing thread not started)."""
     from celery import Celery
 
-    from jobs import recovery
+    from broker.lease import WorkerLease
 
-    return recovery.WorkerLease(Celery("lease-test", broker=url), "high@test", dead_after=30)
+    return WorkerLease(Celery("lease-test", broker=url), "high@test", dead_after=30)
 
 
 @pytest.mark.parametrize(
@@ -412,27 +412,28 @@ def worker_lease(url: str) -> Any:
     ids=["worker-reconnecting", "worker-reconnecting-claim-unwritten", "worker-stopping"],
 )
 def test_a_channel_closed_in_a_worker_that_lost_its_connection_leaves_its_jobs_unacknowledged(
-    broker: RedisServer, in_a_running_worker: bool, claim_written: bool, monkeypatch: pytest.MonkeyPatch
+    broker: RedisServer, in_a_running_worker: bool, claim_written: bool
 ) -> None:
     """kombu puts what a closing channel delivered back in its queue, running jobs included. In a worker
-    handling a lost connection (jobs/worker.py's Consumer) they stay in `unacked` instead, and a job that
+    handling a lost connection (broker/worker.py's Consumer) they stay in `unacked` instead, and a job that
     finishes afterwards is acknowledged through the worker's lease, once: not put back to run again. A
     stopping worker's, or any other client's, go back as kombu does. A claim the lease has not written yet
     (Redis was away when the job arrived) counts as owned."""
-    from jobs import recovery
+    from broker import recovery
 
     lease = worker_lease(broker.url)
-    if in_a_running_worker:
-        monkeypatch.setattr(recovery, "LEASE", lease)
     client = broker.client()
     publish(broker.url, {"n": 1})
     conn, message = delivered(broker.url)
+    if in_a_running_worker:
+        transport.connection_lease_attach(conn, lease)
     if claim_written:
         lease.claim(message.delivery_tag)
     else:
         lease.pending.add(message.delivery_tag)
-    with transport.connection_lost() if in_a_running_worker else contextlib.nullcontext():
-        conn.close()
+    if in_a_running_worker:
+        transport.connection_mark_lost(conn)  # as Kiln's consumer does before Celery closes it
+    conn.close()
     try:
         if in_a_running_worker:
             assert (client.llen("high"), client.hlen("unacked")) == (0, 1), "left to the worker"
@@ -446,23 +447,21 @@ def test_a_channel_closed_in_a_worker_that_lost_its_connection_leaves_its_jobs_u
         lease.connection.release()
 
 
-def test_only_a_job_its_lease_still_owns_is_acknowledged_through_it(
-    broker: RedisServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_only_a_job_its_lease_still_owns_is_acknowledged_through_it(broker: RedisServer) -> None:
     """Recovery may put a job back while it still runs through a lost connection (another worker taking
     this one for dead); handed out again, it keeps its delivery tag. The first run's late acknowledgement
     must leave the new holder's entry in `unacked`."""
-    from jobs import recovery
+    from broker import recovery
 
     lease = worker_lease(broker.url)
-    monkeypatch.setattr(recovery, "LEASE", lease)
     client = broker.client()
     publish(broker.url, {"n": 1})
     first, message = delivered(broker.url)
+    transport.connection_lease_attach(first, lease)
     tag = message.delivery_tag
     lease.claim(tag)
-    with transport.connection_lost():
-        first.close()
+    transport.connection_mark_lost(first)
+    first.close()
     try:
         # Recovery's put-back: restore_by_tag, and the tag leaves the lease's owned set.
         with connection(broker.url) as conn:
@@ -480,25 +479,23 @@ def test_only_a_job_its_lease_still_owns_is_acknowledged_through_it(
         lease.connection.release()
 
 
-def test_an_acknowledgement_failing_because_redis_is_away_leaves_the_job_to_recovery(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_acknowledgement_failing_because_redis_is_away_leaves_the_job_to_recovery(tmp_path: Path) -> None:
     """The lease's acknowledgement of a job that ran through a lost connection fails like any ack while
     Redis is away (Celery logs it); the job is still in `unacked` when Redis is back, owned by its worker,
     whose recovery puts it back."""
-    from jobs import recovery
+    from broker import recovery
 
     server = start_redis(tmp_path / "redis", persistent=True)
     lease = worker_lease(server.url)
     try:
-        monkeypatch.setattr(recovery, "LEASE", lease)
         publish(server.url, {"n": 1})
         conn, message = delivered(server.url)
+        transport.connection_lease_attach(conn, lease)
         lease.claim(message.delivery_tag)
         os.kill(server.process.pid, signal.SIGKILL)
         server.process.wait(timeout=10)
-        with transport.connection_lost():
-            ignore_errors(conn, conn.close)
+        transport.connection_mark_lost(conn)
+        ignore_errors(conn, conn.close)
         with pytest.raises(redis.ConnectionError):
             message.ack()
 
@@ -511,23 +508,48 @@ def test_an_acknowledgement_failing_because_redis_is_away_leaves_the_job_to_reco
         server.stop()
 
 
-def test_kilns_consumer_marks_the_handling_of_a_lost_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kilns_consumer_marks_a_lost_connection_before_celery_closes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from celery.exceptions import CPendingDeprecationWarning
     from celery.worker.consumer import Consumer as CeleryConsumer
     from celery.worker.consumer.consumer import CANCEL_TASKS_BY_DEFAULT
 
-    from jobs.worker import Consumer
+    from broker.worker import Consumer
 
     seen: list[bool] = []
 
     def celerys(self: Any, exc: Exception) -> None:
-        seen.append(transport.CONNECTION_LOST.active)
+        seen.append(getattr(self.connection, transport.LOST_ATTRIBUTE, False))
         warnings.warn(CANCEL_TASKS_BY_DEFAULT, CPendingDeprecationWarning, stacklevel=2)
 
     monkeypatch.setattr(CeleryConsumer, "on_connection_error_after_connected", celerys)
+    consumer = object.__new__(Consumer)
+    consumer.connection = type("Connection", (), {})()
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")  # as Celery's worker logging set-up does
-        Consumer.on_connection_error_after_connected(object.__new__(Consumer), ConnectionError("lost"))
+        Consumer.on_connection_error_after_connected(consumer, ConnectionError("lost"))
     assert seen == [True]
-    assert transport.CONNECTION_LOST.active is False
     assert warned == [], "Celery's warning about the cancel default is not logged at every lost connection"
+
+
+def test_a_connection_only_counts_as_a_lost_workers_once_both_marks_are_set(broker: RedisServer) -> None:
+    """A publisher's or Flower's connection has no lease: kombu's behaviour, whatever happens to it."""
+    lease = worker_lease(broker.url)
+    try:
+        for attach, lost, expected in ((False, True, False), (True, False, False), (True, True, True)):
+            with connection(broker.url) as conn:
+                if attach:
+                    transport.connection_lease_attach(conn, lease)
+                if lost:
+                    transport.connection_mark_lost(conn)
+                assert transport._closing_a_lost_worker_connection(conn.default_channel) is expected
+        lease.returned = True
+        with connection(broker.url) as conn:
+            transport.connection_lease_attach(conn, lease)
+            transport.connection_mark_lost(conn)
+            assert transport._closing_a_lost_worker_connection(conn.default_channel) is False, (
+                "a lease given back acknowledges nothing"
+            )
+    finally:
+        lease.connection.release()

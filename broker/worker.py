@@ -1,9 +1,11 @@
-"""Kiln's side of a running worker: paused queues stay paused across restarts, and three remote-control
-commands (`kiln_report`, `kiln_pause`/`kiln_resume`, `kiln_scale`) that `manage.py jobs` broadcasts.
+"""Kiln's side of a running worker: its lease, its consumer, paused queues that stay paused across restarts,
+a fix to Celery's prefork pool, and the two remote-control commands Celery lacks.
 
-A pool's queues are the ones its command line names (`--queues=high`); pausing cancels the consumer of a
-queue and resuming adds it back, but only on workers whose command line named it: `resume default` can
-never make worker-high consume `default`.
+A pool's queues are the ones its command line names (`--queues=high`). Pausing a queue is Celery's own
+`cancel_consumer`; resuming adds the consumer back, but only on workers whose command line named the
+queue (`kiln_resume`): `resume default` can never make worker-high consume `default`, which Celery's
+`add_consumer` would. `kiln_report` answers in one round trip what `jobs status`, the dashboard and
+/metrics need of a worker: its pool, configured and consumed queues, processes and running jobs.
 """
 
 from __future__ import annotations
@@ -16,21 +18,56 @@ from typing import Any
 
 from celery import bootsteps
 from celery.exceptions import CPendingDeprecationWarning
-from celery.signals import worker_init
+from celery.signals import task_received, worker_init, worker_shutdown
 from celery.worker import state as worker_state
 from celery.worker.consumer import Consumer as CeleryConsumer
 from celery.worker.control import control_command, inspect_command
 
-from jobs.transport import connection_lost
+from broker.lease import WorkerLease
+from broker.queues import BrokerUnavailable, paused_queues
+from broker.transport import connection_lease_attach, connection_mark_lost
 
 logger = logging.getLogger(__name__)
 
-# The queues this worker process was started with, before any pause took one away.
-CONFIGURED_QUEUES: list[str] = []
+# The transport option that sets how long a worker's (and a fetcher's) lease lasts; 0: no lease, no recovery.
+DEAD_AFTER_OPTION = "kiln_dead_after"
 
 
 def _consuming(consumer: Any) -> list[str]:
     return sorted(queue.name for queue in consumer.task_consumer.queues) if consumer.task_consumer else []
+
+
+def worker_lease(worker: Any) -> WorkerLease | None:
+    """The lease of a worker (Celery's WorkController), None with recovery off."""
+    return getattr(worker, "kiln_lease", None)
+
+
+class Consumer(CeleryConsumer):
+    """Celery's consumer (CELERY_WORKER_CONSUMER). It hands its broker connections the worker's lease, and
+    marks a connection lost before Celery closes it: the channels it closes then leave their jobs to the
+    worker's recovery instead of putting them back in their queues while they may still run
+    (broker/transport.py)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The queues this worker was started with, before any pause took one away.
+        self.configured_queues = sorted(self.app.amqp.queues.consume_from)
+
+    def connect(self) -> Any:
+        connection = super().connect()
+        connection_lease_attach(connection, worker_lease(self.controller))
+        return connection
+
+    def on_connection_error_after_connected(self, exc: Exception) -> None:
+        if self.connection is not None:
+            connection_mark_lost(self.connection)
+        with warnings.catch_warnings():
+            # Kiln leaves worker_cancel_long_running_tasks_on_connection_loss off on purpose (config/settings.py
+            # says why); Celery would warn at every lost connection that its default is to change.
+            warnings.filterwarnings(
+                "ignore", message=r"\s*In Celery 5\.1 we introduced", category=CPendingDeprecationWarning
+            )
+            super().on_connection_error_after_connected(exc)
 
 
 class PausedQueues(bootsteps.StartStopStep):
@@ -41,10 +78,6 @@ class PausedQueues(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def start(self, consumer: Any) -> None:
-        from jobs.broker import BrokerUnavailable, paused_queues
-
-        if not CONFIGURED_QUEUES:
-            CONFIGURED_QUEUES.extend(sorted(consumer.app.amqp.queues.consume_from))
         try:
             paused = paused_queues()
         except BrokerUnavailable as error:
@@ -52,7 +85,7 @@ class PausedQueues(bootsteps.StartStopStep):
             # consumer treats a connection error as such and starts again when the broker is back.
             raise (error.__cause__ or error) from None
         consuming = set(_consuming(consumer))
-        for queue in CONFIGURED_QUEUES:
+        for queue in consumer.configured_queues:
             if queue in paused and queue in consuming:
                 consumer.cancel_task_queue(queue)
                 logger.warning(
@@ -63,19 +96,31 @@ class PausedQueues(bootsteps.StartStopStep):
                 logger.warning("queue %s was resumed while this worker was away: consuming it again", queue)
 
 
-class Consumer(CeleryConsumer):
-    """Celery's consumer (CELERY_WORKER_CONSUMER), telling Kiln's transport when the channels it closes
-    close because the broker connection was lost: they leave their jobs to the worker's recovery
-    instead of putting them back in their queues while they may still run (jobs/transport.py)."""
+@worker_init.connect
+def lease_take(sender: Any = None, **kwargs: Any) -> None:
+    """Before the pool starts and the first job arrives; held until every job of the worker has finished."""
+    if sender is None:
+        return
+    dead_after = (sender.app.conf.broker_transport_options or {}).get(DEAD_AFTER_OPTION, 0)
+    if dead_after:
+        sender.kiln_lease = WorkerLease(sender.app, sender.hostname, dead_after)
+        sender.kiln_lease.start()
 
-    def on_connection_error_after_connected(self, exc: Exception) -> None:
-        with connection_lost(), warnings.catch_warnings():
-            # Kiln leaves worker_cancel_long_running_tasks_on_connection_loss off on purpose (config/settings.py
-            # says why); Celery would warn at every lost connection that its default is to change.
-            warnings.filterwarnings(
-                "ignore", message=r"\s*In Celery 5\.1 we introduced", category=CPendingDeprecationWarning
-            )
-            super().on_connection_error_after_connected(exc)
+
+@worker_shutdown.connect
+def lease_return(sender: Any = None, **kwargs: Any) -> None:
+    # Sent after the warm shutdown finished every running job and acknowledged it.
+    lease = worker_lease(sender)
+    if lease is not None:
+        lease.stop()
+        sender.kiln_lease = None
+
+
+@task_received.connect
+def claim_received_job(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
+    lease = worker_lease(getattr(sender, "controller", None))
+    if lease is not None and request is not None and request.message is not None:
+        lease.claim(request.message.delivery_tag)
 
 
 def _track_child_process(original: Callable[..., None]) -> Callable[..., None]:
@@ -124,7 +169,7 @@ def kiln_report(state: Any) -> dict[str, Any]:
     return {
         "hostname": consumer.hostname,
         "pool": pool_name(consumer.hostname),
-        "configured_queues": CONFIGURED_QUEUES,
+        "configured_queues": consumer.configured_queues,
         "consuming": _consuming(consumer),
         "processes": consumer.pool.num_processes if consumer.pool else 0,
         "autoscale": [autoscaler.max_concurrency, autoscaler.min_concurrency] if autoscaler else None,
@@ -133,38 +178,11 @@ def kiln_report(state: Any) -> dict[str, Any]:
 
 
 @control_command(args=[("queue", str)], signature="<queue>")
-def kiln_pause(state: Any, queue: str) -> dict[str, Any]:
-    consumer = state.consumer
-    if queue in _consuming(consumer):
-        consumer.cancel_task_queue(queue)
-        return {"ok": f"stopped consuming {queue}"}
-    return {"ok": f"not consuming {queue}"}
-
-
-@control_command(args=[("queue", str)], signature="<queue>")
 def kiln_resume(state: Any, queue: str) -> dict[str, Any]:
     consumer = state.consumer
-    if queue not in CONFIGURED_QUEUES:
+    if queue not in consumer.configured_queues:
         return {"ok": f"{queue} is not one of this worker's queues"}
     if queue not in _consuming(consumer):
         consumer.add_task_queue(queue)
         return {"ok": f"consuming {queue} again"}
     return {"ok": f"already consuming {queue}"}
-
-
-@control_command(args=[("processes", int), ("minimum", int)], signature="<processes> [minimum]")
-def kiln_scale(state: Any, processes: int, minimum: int = -1) -> dict[str, Any]:
-    consumer = state.consumer
-    autoscaler = consumer.controller.autoscaler
-    if autoscaler:
-        floor = min(autoscaler.min_concurrency, processes) if minimum < 0 else min(minimum, processes)
-        high, low = autoscaler.update(max=processes, min=floor)
-        return {"ok": f"autoscale {high},{low}"}
-    current = consumer.pool.num_processes
-    if processes > current:
-        consumer.pool.grow(processes - current)
-        consumer._update_prefetch_count(processes - current)
-    elif processes < current:
-        consumer.pool.shrink(current - processes)
-        consumer._update_prefetch_count(processes - current)
-    return {"ok": f"{processes} processes"}

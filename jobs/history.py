@@ -33,8 +33,7 @@ FLUSH_SECONDS = 0.5
 # at most BUFFER_LIMIT jobs and drops the oldest non-failed ones beyond it.
 FLUSH_AT = 200
 BUFFER_LIMIT = 20_000
-# The header that carries the publish time with the message, for the oldest wait of a queue.
-PUBLISHED_HEADER = "kiln_published_at"
+# `jobs retry` links the new job to the failed one through this message header.
 RETRY_OF_HEADER = "kiln_retry_of"
 
 # The attempt of a final event sent where Celery gives no request context (a failure the worker's main

@@ -30,3 +30,28 @@ def test_the_nightly_purge_is_not_an_operator_action() -> None:
     policy = RetentionPolicy.objects.get(target="report_history")
     services.purge_run_request(policy=policy, dry_run=False, trigger=PurgeRun.Trigger.NIGHTLY)
     assert not AuditEntry.objects.exists()
+
+
+def test_a_parked_job_is_recorded_failed_with_its_arguments_so_it_can_be_retried() -> None:
+    from broker.signals import ParkedJob, job_parked
+    from jobs.models import Job
+
+    responses = job_parked.send(
+        sender=None,
+        job=ParkedJob(task_id="t-1", task_name="probe.poison", queue="high", args=["k"], kwargs={}, deaths=3),
+    )
+    assert [response for _receiver, response in responses] == [True]
+    job = Job.objects.get(task_id="t-1")
+    assert (job.state, job.queue, job.args, job.args_truncated) == ("failed", "high", ["k"], False)
+    assert (job.exception_type, job.exception_message) == (
+        "WorkerLostError",
+        "parked: the worker holding it died 3 times",
+    )
+
+
+def test_a_parked_job_whose_message_could_not_be_read_is_recorded_as_not_retryable() -> None:
+    from broker.signals import ParkedJob, job_parked
+    from jobs.models import Job
+
+    job_parked.send(sender=None, job=ParkedJob("t-2", "", "high", None, None, deaths=4))
+    assert Job.objects.get(task_id="t-2").args_truncated

@@ -1,33 +1,30 @@
-"""Celery's signals, turned into job events for `jobs.recording`. Connected by JobsConfig.ready()."""
+"""Receivers: Celery's signals turned into job events for the history (jobs/history.py), the broker layer's
+parked jobs recorded as failed, and other apps' operations written to the audit log. Connected by
+JobsConfig.ready()."""
 
 from __future__ import annotations
 
 import atexit
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 from billiard.exceptions import WorkerLostError
 from celery import signals
 
-from jobs.models import Job
-from jobs.recording import (
-    PUBLISHED_HEADER,
+from broker.queues import PUBLISHED_HEADER
+from broker.signals import ParkedJob, job_parked
+from jobs.history import (
     RETRY_OF_HEADER,
     UNKNOWN_ATTEMPT,
     JobEvent,
     capped_arguments,
     exception_fields,
+    job_events_write,
     now,
     recorder,
 )
-
-
-def stamp_publish_time(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
-    # Celery messages carry no publish time; the oldest wait of a queue is read from this header. Always
-    # this publish's time: a retry copies its request's headers, the first publish's stamp included.
-    if headers is not None:
-        headers[PUBLISHED_HEADER] = time.time()
+from jobs.models import Job
+from jobs.services import audit_record
 
 
 def record_published(
@@ -179,6 +176,45 @@ def flush_before_exit(**kwargs: Any) -> None:
     recorder.flush()
 
 
+def record_parked(sender: Any = None, job: ParkedJob | None = None, **kwargs: Any) -> bool:
+    """A job whose worker died holding it too many times, taken out of Redis by recovery: its record says
+    so, written now (recovery puts the job back instead if this raises)."""
+    assert job is not None
+    if job.args is None:
+        args, task_kwargs, truncated = [], {}, True
+    else:
+        args, task_kwargs, truncated = capped_arguments(job.args, job.kwargs)
+    job_events_write(
+        [
+            JobEvent(
+                task_id=job.task_id,
+                state=Job.State.FAILED,
+                attempt=UNKNOWN_ATTEMPT,
+                task_name=job.task_name,
+                queue=job.queue,
+                args=args,
+                kwargs=task_kwargs,
+                args_truncated=truncated,
+                finished_at=now(),
+                exception_type="WorkerLostError",
+                exception_message=f"parked: the worker holding it died {job.deaths} times",
+            )
+        ]
+    )
+    return True
+
+
+def purge_run_audit(sender: Any = None, run: Any = None, user: Any = None, **kwargs: Any) -> None:
+    """A person asked for a purge run (purge/signals.py): the audit log says who, and which policy."""
+    audit_record(
+        action="purge-dry-run" if run.dry_run else "purge-run",
+        user=user,
+        target=run.policy.name,
+        count=1,
+        details={"run": run.pk, "trigger": run.trigger},
+    )
+
+
 RECEIVERS = (
     (signals.after_task_publish, record_published),
     (signals.task_prerun, record_started),
@@ -193,8 +229,9 @@ RECEIVERS = (
 )
 
 
-def stamp_connect() -> None:
-    signals.before_task_publish.connect(stamp_publish_time, weak=False)
+def parked_connect() -> None:
+    # Always, history on or off: recovery parks a job only once it is recorded.
+    job_parked.connect(record_parked, weak=False)
 
 
 def connect() -> None:

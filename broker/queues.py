@@ -1,5 +1,5 @@
 """What Kiln reads and changes in the Redis broker directly: queue depth and oldest wait, clearing a queue,
-the set of paused queues.
+the set of paused queues; and the publish time every message carries, which the oldest wait is read from.
 
 kombu's Redis transport keeps a queue as Redis lists: `<queue>` for priority 0 and `<queue>\\x06\\x16<n>` for
 the other priority steps. Messages are LPUSHed and taken from the right, so the oldest is at index -1.
@@ -8,16 +8,18 @@ the other priority steps. Messages are LPUSHed and taken from the right, so the 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from celery import current_app
 from kombu.transport.redis import PRIORITY_STEPS
 
-from jobs.recording import PUBLISHED_HEADER
-
+# The header that carries the publish time with each message (Celery's messages carry none).
+PUBLISHED_HEADER = "kiln_published_at"
 PAUSED_KEY = "kiln:paused-queues"
 # kombu's separator between a queue's name and its priority step.
 PRIORITY_SEPARATOR = "\x06\x16"
@@ -27,16 +29,11 @@ class BrokerUnavailable(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class QueueState:
-    name: str
-    depth: int
-    oldest_published_at: float | None  # epoch seconds, from the message header Kiln stamps
-
-    def oldest_wait(self, at: float) -> float | None:
-        if self.oldest_published_at is None:
-            return None
-        return max(at - self.oldest_published_at, 0.0)
+def stamp_publish_time(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """Receiver of Celery's before_task_publish. Always this publish's time: a retry copies its request's
+    headers, the first publish's stamp included."""
+    if headers is not None:
+        headers[PUBLISHED_HEADER] = time.time()
 
 
 # One client (with its connection pool) per broker URL and process, with timeouts: a Redis that does not
@@ -84,7 +81,8 @@ def _published_at(raw: bytes | str | None) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def queue_states(queues: list[str]) -> list[QueueState]:
+def queue_depths(queues: list[str]) -> dict[str, tuple[int, float | None]]:
+    """Each queue's depth and the publish time (epoch seconds) of its oldest waiting job, in one round trip."""
     with redis_client() as client:
         pipe = client.pipeline(transaction=False)
         for queue in queues:
@@ -92,14 +90,13 @@ def queue_states(queues: list[str]) -> list[QueueState]:
                 pipe.llen(key)
                 pipe.lindex(key, -1)
         replies = pipe.execute()
-    states = []
+    depths = {}
     per_queue = len(queue_keys(queues[0])) * 2 if queues else 0
     for index, queue in enumerate(queues):
         chunk = replies[index * per_queue : (index + 1) * per_queue]
-        depth = sum(chunk[0::2])
         oldest = [stamp for stamp in map(_published_at, chunk[1::2]) if stamp is not None]
-        states.append(QueueState(queue, depth, min(oldest) if oldest else None))
-    return states
+        depths[queue] = (sum(chunk[0::2]), min(oldest) if oldest else None)
+    return depths
 
 
 def ping() -> bool:
