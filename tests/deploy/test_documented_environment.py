@@ -5,19 +5,24 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.conf import settings
 
-from jobs import stack
+from blueprint import stack
 from tests.support.processes import REPO
 
 SETTINGS = (REPO / "config" / "settings.py").read_text()
+# config/env.py reads the variables of the queue declaration (KILN_QUEUES) on the settings' behalf.
+ENV_READERS = (REPO / "config" / "env.py").read_text()
 README = (REPO / "README.md").read_text()
 ENV_EXAMPLE = (REPO / "deploy" / "env.example").read_text()
 
 
 def settings_variables() -> set[str]:
-    helpers = re.findall(r'env_\w+\(\s*_env,\s*"(\w+)"', SETTINGS)
+    helpers = re.findall(r'env_\w+\(\s*(?:_env|environ),\s*"(\w+)"', SETTINGS + ENV_READERS)
     direct = re.findall(r'_env\.get\("(\w+)"', SETTINGS)
-    return set(helpers) | set(direct)
+    # Each declared queue's pool size, e.g. KILN_HIGH_MAX_PROCESSES.
+    pools = {variable for queue in settings.KILN_QUEUES for variable in queue.pool_variables()}
+    return set(helpers) | set(direct) | pools
 
 
 def conf_variables(name: str) -> set[str]:

@@ -7,7 +7,7 @@ import shlex
 
 import pytest
 
-from jobs.deploy_check import systemd_unit
+from blueprint.checks.programs import systemd_unit
 from tests.deploy.test_supervisor import kiln_conf
 from tests.support.processes import REPO
 

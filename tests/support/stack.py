@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.stack import PROGRAMS
+from blueprint.stack import programs
 from tests.support.processes import REPO, stack_environment, stop_process, wait_for
 
 
@@ -88,7 +88,7 @@ class Stack:
         wait_for(
             lambda: (
                 (self.var_dir / "run" / "supervisor.sock").exists()
-                and all(self.program_states().get(p) == "RUNNING" for p in PROGRAMS)
+                and all(self.program_states().get(p) == "RUNNING" for p in programs())
             ),
             timeout=60,
             interval=0.5,

@@ -14,7 +14,8 @@ from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from jobs import deploy_check, stack
+from blueprint import stack
+from blueprint.checks import check_deploy_dir, configuration
 
 
 class Command(BaseCommand):
@@ -97,6 +98,7 @@ class Command(BaseCommand):
             "Starting Kiln under supervisord (Ctrl-C stops everything):\n"
             f"  site    {base}/\n"
             f"  admin   {base}/admin/\n"
+            f"  jobs    {base}/admin/jobs/dashboard/\n"
             f"  flower  {settings.KILN_FLOWER_URL}\n"
             f"  logs    {settings.KILN_LOG_DIR}/\n"
             'In another terminal: `make status`, `make ctl CMD="restart kiln:worker-high"`, `make stop`.'
@@ -119,12 +121,12 @@ class Command(BaseCommand):
     def check_deploy(self, deploy_dir: Path, fail_level: str, **options) -> None:
         if not deploy_dir.is_dir():
             raise CommandError(f"{deploy_dir} is not a directory")
-        django_findings, notes = deploy_check.django_findings(
-            deploy_check.django_deploy_checks(), getattr(checks, fail_level)
+        django_findings, notes = configuration.django_findings(
+            configuration.django_deploy_checks(), getattr(checks, fail_level)
         )
         findings = [
-            *deploy_check.check_settings(settings),
-            *deploy_check.check_deploy_dir(deploy_dir, settings),
+            *configuration.check_settings(settings),
+            *check_deploy_dir(deploy_dir, settings),
             *django_findings,
         ]
         for line in [*map(str, findings), *notes]:

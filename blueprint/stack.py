@@ -9,8 +9,12 @@ from pathlib import Path
 from django.conf import settings
 
 DEV_CONF = settings.BASE_DIR / "deploy" / "supervisor" / "dev.conf"
-# Every program of a `make run` stack, as `supervisorctl status` names them (kiln.conf plus dev.conf).
-PROGRAMS = ("redis", "web", "worker-high", "worker-default", "beat", "flower")
+
+
+def programs() -> list[str]:
+    """Every program of a `make run` stack, as `supervisorctl status` names them (kiln.conf plus dev.conf):
+    one pool per declared queue."""
+    return ["redis", "web", *(f"worker-{queue.pool}" for queue in settings.KILN_QUEUES), "beat", "flower"]
 
 
 def supervisor_environment() -> dict[str, str]:
@@ -26,9 +30,12 @@ def supervisor_environment() -> dict[str, str]:
         "KILN_PORT": str(settings.KILN_PORT),
         "KILN_FLOWER_PORT": str(settings.KILN_FLOWER_PORT),
         "KILN_WEB_WORKERS": str(settings.KILN_WEB_WORKERS),
-        "KILN_HIGH_MIN_PROCESSES": str(settings.KILN_HIGH_MIN_PROCESSES),
-        "KILN_HIGH_MAX_PROCESSES": str(settings.KILN_HIGH_MAX_PROCESSES),
-        "KILN_DEFAULT_CONCURRENCY": str(settings.KILN_DEFAULT_CONCURRENCY),
+        # Each pool's size, as KILN_QUEUES declares it (and the environment overrides it).
+        **{
+            variable: str(value)
+            for queue in settings.KILN_QUEUES
+            for variable, value in queue.pool_variables().items()
+        },
         "KILN_EMBEDDED_REDIS": "true" if settings.KILN_EMBEDDED_REDIS else "false",
         "KILN_REDIS_SOCKET": str(settings.KILN_REDIS_SOCKET),
     }
