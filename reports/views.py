@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 from reports import services
 from reports.models import Report
 from thumbnails import services as thumbnails
+from thumbnails.views import accepts_uploads
 
 
 @login_required
@@ -35,6 +36,7 @@ def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "reports/report_detail.html", {"report": report, "images": images})
 
 
+@accepts_uploads
 @login_required
 @require_POST
 def report_upload(request: HttpRequest, pk: int) -> HttpResponse:

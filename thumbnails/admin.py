@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from thumbnails import services
-from thumbnails.models import ApiToken, Image, Rendition
+from thumbnails.models import Image, Rendition
 
 
 class RenditionInline(admin.TabularInline):
@@ -68,12 +68,3 @@ class ImageAdmin(admin.ModelAdmin):
             return
         services.images_regenerate(image_ids=ids)
         self.message_user(request, f"{len(ids)} failed image(s) queued again.")
-
-
-@admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("prefix", "user", "created_at", "last_used_at")
-    readonly_fields = ("user", "prefix", "key_hash", "created_at", "last_used_at")
-
-    def has_add_permission(self, request) -> bool:
-        return False  # `manage.py create_api_token USERNAME` shows a new token once

@@ -7,9 +7,10 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
+from accounts.models import ApiToken
 from reports.models import Report
 from thumbnails import services
-from thumbnails.models import ApiToken, Image
+from thumbnails.models import Image
 
 from .images import jpeg_bytes
 

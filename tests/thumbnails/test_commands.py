@@ -4,13 +4,12 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from thumbnails import services, tasks
-from thumbnails.models import ApiToken, Image
+from thumbnails.models import Image
 
 from .images import jpeg_bytes
 
@@ -21,14 +20,6 @@ def run(*args: str) -> str:
     out = StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
-
-
-def test_create_api_token_prints_a_working_token_on_its_last_line() -> None:
-    user = get_user_model().objects.create_user("ops")
-    token = run("create_api_token", "ops").strip().splitlines()[-1]
-    assert ApiToken.objects.get(key_hash=ApiToken.hash(token)).user == user
-    with pytest.raises(CommandError, match="no user named 'nobody'"):
-        run("create_api_token", "nobody")
 
 
 def test_render_runs_the_pipeline_in_process_and_prints_each_step(tmp_path: Path) -> None:
@@ -64,7 +55,9 @@ def test_ingest_prints_one_line_per_path_in_argument_order(tmp_path: Path, media
 
 def test_regenerate_takes_ids_failed_or_all(media_root, monkeypatch) -> None:
     sent: list[int] = []
-    monkeypatch.setattr(tasks.rendition_generate_task, "apply_async", lambda args, **kw: sent.append(args[0]))
+    monkeypatch.setattr(
+        tasks.rendition_generate_task, "apply_async", lambda args, kwargs=None, **kw: sent.append(args[0])
+    )
     images = [
         services.image_create(
             upload=ContentFile(jpeg_bytes(color=(n, n, n)), name="x.jpg"), original_name="x.jpg"

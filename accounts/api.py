@@ -1,4 +1,5 @@
-"""The JSON API for scripts and the report page: session auth for the browser, Bearer tokens for scripts."""
+"""The front door of Kiln's JSON API, for any app: session auth for the browser (with CSRF), Bearer tokens
+for scripts, JSON errors instead of HTML pages."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from thumbnails.models import ApiToken, Image
-from thumbnails.storage import url as storage_url
+from accounts.models import ApiToken
 
 
 def _token_user(request: HttpRequest):
@@ -57,27 +57,3 @@ def _unauthorized(message: str) -> JsonResponse:
     response = JsonResponse({"error": message}, status=401)
     response["WWW-Authenticate"] = 'Bearer realm="kiln"'
     return response
-
-
-def image_status(image: Image, request: HttpRequest) -> dict:
-    renditions = {
-        r.name: {
-            "url": request.build_absolute_uri(storage_url(r.file)),
-            "width": r.width,
-            "height": r.height,
-            "bytes": r.byte_size,
-        }
-        for r in image.renditions.all()
-    }
-    return {
-        "id": image.pk,
-        "name": image.original_name,
-        "status": image.status,
-        "error": image.error or None,
-        "width": image.width,
-        "height": image.height,
-        "format": image.format or None,
-        "animated": image.animated,
-        "exif": image.exif,
-        "renditions": renditions if image.status == Image.Status.READY else {},
-    }
