@@ -7,10 +7,15 @@ variable: a typo in a deploy's env file stops start-up instead of silently falli
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from config.queues import QueueSpec
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -108,3 +113,49 @@ def env_admins(environ: Mapping[str, str], name: str) -> list[tuple[str, str]]:
             raise ImproperlyConfigured(f"{name} must hold e-mail addresses, got {item!r}")
         admins.append(((display.strip() if rest else address), address))
     return admins
+
+
+def env_queues(environ: Mapping[str, str], queues: Sequence[QueueSpec]) -> tuple[QueueSpec, ...]:
+    """The declared queues with what the environment overrides: each pool's size (`KILN_<QUEUE>_CONCURRENCY`,
+    or `KILN_<QUEUE>_MIN_PROCESSES` and `_MAX_PROCESSES`) and the wait thresholds (`KILN_QUEUE_WAITS`,
+    `KILN_QUEUE_WAITS_CRITICAL`, as `high=60,default=900`)."""
+    names = {queue.name for queue in queues}
+    waits = env_int_map(environ, "KILN_QUEUE_WAITS", {queue.name: queue.wait_warning for queue in queues})
+    critical = env_int_map(
+        environ, "KILN_QUEUE_WAITS_CRITICAL", {queue.name: queue.wait_critical for queue in queues}
+    )
+    for variable, values in (("KILN_QUEUE_WAITS", waits), ("KILN_QUEUE_WAITS_CRITICAL", critical)):
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ImproperlyConfigured(
+                f"{variable} names queues that are not declared: {', '.join(unknown)} "
+                f"(KILN_QUEUES has {', '.join(sorted(names))})"
+            )
+    configured = []
+    for queue in queues:
+        prefix = queue.variable_prefix
+        if waits[queue.name] > critical[queue.name]:
+            raise ImproperlyConfigured(
+                f"KILN_QUEUE_WAITS for {queue.name} ({waits[queue.name]} s) must not exceed "
+                f"KILN_QUEUE_WAITS_CRITICAL ({critical[queue.name]} s)"
+            )
+        changes: dict[str, object] = {
+            "wait_warning": waits[queue.name],
+            "wait_critical": critical[queue.name],
+        }
+        if queue.autoscale is not None:
+            maximum = env_int(environ, f"{prefix}MAX_PROCESSES", queue.autoscale[1], minimum=1)
+            minimum = env_int(
+                environ,
+                f"{prefix}MIN_PROCESSES",
+                min(queue.autoscale[0], maximum),
+                minimum=1,
+                maximum=maximum,
+            )
+            changes["autoscale"] = (minimum, maximum)
+        else:
+            changes["concurrency"] = env_int(
+                environ, f"{prefix}CONCURRENCY", queue.concurrency or 1, minimum=1
+            )
+        configured.append(dataclasses.replace(queue, **changes))
+    return tuple(configured)

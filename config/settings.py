@@ -14,9 +14,9 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
-from kombu import Queue
 
-from config.env import env_admins, env_bool, env_int, env_int_map, env_list, env_path, env_port, env_str
+from config.env import env_admins, env_bool, env_int, env_list, env_path, env_port, env_queues, env_str
+from config.queues import QueueSpec, celery_queues, celery_routes, longest_time_limit, queues_check
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 _env = os.environ
@@ -51,12 +51,41 @@ KILN_PORT = env_port(_env, "KILN_PORT", 8000)
 KILN_FLOWER_PORT = env_port(_env, "KILN_FLOWER_PORT", 5555)
 KILN_USER = env_str(_env, "KILN_USER", getpass.getuser())
 KILN_WEB_WORKERS = env_int(_env, "KILN_WEB_WORKERS", 3, minimum=1)
-# The seeds' Horizon setups scale the thumbnail queue between 2 and 10 processes.
-KILN_HIGH_MAX_PROCESSES = env_int(_env, "KILN_HIGH_MAX_PROCESSES", 10, minimum=1)
-KILN_HIGH_MIN_PROCESSES = env_int(
-    _env, "KILN_HIGH_MIN_PROCESSES", 2, minimum=1, maximum=KILN_HIGH_MAX_PROCESSES
+
+# --- Queues: each with its own pool of worker processes (config/queues.py) ---------------------------
+# The one place a queue is declared: routing, time limits, health thresholds, alerts, the dashboard, the
+# variables kiln.conf expands and `manage.py kiln check` all follow from it. To add a queue, add a
+# QueueSpec here and its pool's program to deploy/ (README: "Add your own queue"). The environment
+# overrides each pool's size (KILN_<QUEUE>_MIN_PROCESSES and _MAX_PROCESSES, or KILN_<QUEUE>_CONCURRENCY)
+# and the waits (KILN_QUEUE_WAITS, KILN_QUEUE_WAITS_CRITICAL).
+KILN_QUEUES = env_queues(
+    _env,
+    (
+        # Thumbnails: people wait for them. The seeds' Horizon setups scale this queue between 2 and 10
+        # processes; an oldest wait over a minute is worth a mail.
+        QueueSpec(
+            name="high",
+            routes=("thumbnails.*",),
+            time_limit=120,
+            soft_time_limit=110,
+            wait_warning=60,
+            wait_critical=300,
+            autoscale=(2, 10),
+        ),
+        # Purges and every task no route names: maintenance, at a lower CPU priority than the web and
+        # thumbnails.
+        QueueSpec(
+            name="default",
+            routes=("purge.*",),
+            time_limit=300,
+            soft_time_limit=280,
+            wait_warning=900,
+            wait_critical=3600,
+            concurrency=2,
+            nice=10,
+        ),
+    ),
 )
-KILN_DEFAULT_CONCURRENCY = env_int(_env, "KILN_DEFAULT_CONCURRENCY", 2, minimum=1)
 
 # --- Database -------------------------------------------------------------------------------------
 _default_database_url = f"sqlite:///{KILN_VAR_DIR / 'db.sqlite3'}"
@@ -99,6 +128,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    # Kiln's apps; the arrows point one way (docs/architecture.md): reports -> thumbnails; reports,
+    # thumbnails, jobs -> purge (registration only); jobs -> broker (a plain package, not an app).
+    "accounts",
+    "blueprint",
     "jobs",
     "purge",
     "thumbnails",
@@ -185,6 +218,9 @@ KILN_WORKER_MEMORY_LIMIT_MB = env_int(_env, "KILN_WORKER_MEMORY_LIMIT_MB", 2048,
 # Images still pending this long after their last dispatch (broker down at upload, a lost message)
 # are dispatched again by the periodic sweep.
 KILN_PENDING_REDISPATCH_MINUTES = env_int(_env, "KILN_PENDING_REDISPATCH_MINUTES", 10, minimum=1)
+# How often the sweep looks for images left pending; an image whose dispatch never got through (the broker
+# was down at upload) is dispatched once it is this old, so the upload's own dispatch had its chance.
+KILN_PENDING_SWEEP_SECONDS = env_int(_env, "KILN_PENDING_SWEEP_SECONDS", 60, minimum=1, maximum=3600)
 # Transient failures (storage, database) retry after these delays, then the job fails for good.
 KILN_THUMBNAIL_RETRY_DELAYS = (10, 30, 60)
 
@@ -194,23 +230,19 @@ KILN_THUMBNAIL_RETRY_DELAYS = (10, 30, 60)
 KILN_PURGE_TASK_BUDGET_SECONDS = env_int(_env, "KILN_PURGE_TASK_BUDGET_SECONDS", 240, minimum=1, maximum=270)
 
 # A worker whose lease has not been renewed for this long is dead, and its unacknowledged jobs go back to
-# their queues (jobs/recovery.py) instead of waiting out KILN_VISIBILITY_TIMEOUT. 0 turns this off.
+# their queues (broker/recovery.py) instead of waiting out KILN_VISIBILITY_TIMEOUT. 0 turns this off.
 KILN_WORKER_DEAD_AFTER_SECONDS = env_int(_env, "KILN_WORKER_DEAD_AFTER_SECONDS", 30, minimum=0, maximum=600)
 if 0 < KILN_WORKER_DEAD_AFTER_SECONDS < 3:
-    # The lease of the reliable fetch must outlive its 1 s wait for a message by 2 s (jobs/transport.py).
+    # The lease of the reliable fetch must outlive its 1 s wait for a message by 2 s (broker/transport.py).
     raise ImproperlyConfigured(
         f"KILN_WORKER_DEAD_AFTER_SECONDS must be 0 (off) or at least 3, got {KILN_WORKER_DEAD_AFTER_SECONDS}"
     )
 
 # --- Jobs: history, health, alerts, metrics --------------------------------------------------------
-# Every published task gets a row in jobs.Job, written in bulk from Celery's signals (jobs/recording.py).
+# Every published task gets a row in jobs.Job, written in bulk from Celery's signals (jobs/history.py).
 KILN_JOB_HISTORY = env_bool(_env, "KILN_JOB_HISTORY", True)
 # Arguments larger than this (as JSON) are not kept; such a job cannot be retried from its record.
 KILN_JOB_ARGS_MAX_BYTES = env_int(_env, "KILN_JOB_ARGS_MAX_BYTES", 16384, minimum=256)
-# How long a queue's oldest job may wait: above the first, the queue is `warning` and an alert is
-# mailed (Horizon's `waits`); above the second it is `critical`. Seconds, per queue.
-KILN_QUEUE_WAITS = env_int_map(_env, "KILN_QUEUE_WAITS", {"high": 60, "default": 900})
-KILN_QUEUE_WAITS_CRITICAL = env_int_map(_env, "KILN_QUEUE_WAITS_CRITICAL", {"high": 300, "default": 3600})
 # The seeds' health indicators: queue size 1000/5000 and failed jobs 10/50 for warning/critical, and a
 # queue whose jobs wait this long with nothing running is `stalled` (its workers may be stopped).
 KILN_HEALTH_DEPTH_WARNING = env_int(_env, "KILN_HEALTH_DEPTH_WARNING", 1000, minimum=1)
@@ -263,10 +295,7 @@ LOGGING = {
 }
 
 # --- Celery ---------------------------------------------------------------------------------------
-# Hard/soft time limits per queue, in seconds; `config.celery.QueueTimeLimits` gives every task the
-# limits of the queue its route sends it to. The soft limit leaves the task time to clean up.
-KILN_QUEUE_TIME_LIMITS = {"high": (120, 110), "default": (300, 280)}
-_longest_time_limit = max(hard for hard, _soft in KILN_QUEUE_TIME_LIMITS.values())
+_longest_time_limit = longest_time_limit(KILN_QUEUES)
 # An unacknowledged message goes back to its queue after this long. It must exceed every time limit,
 # or a long job still running is handed to a second worker. It is also how long a SIGKILLed worker's
 # jobs wait before they are redelivered.
@@ -278,9 +307,9 @@ if KILN_VISIBILITY_TIMEOUT <= _longest_time_limit:
     )
 
 CELERY_BROKER_URL = REDIS_URL
-# Celery's Redis backend, made safe on one path that loses jobs when Redis is down (jobs/results.py). Its
+# Celery's Redis backend, made safe on one path that loses jobs when Redis is down (broker/results.py). Its
 # URL names a unix socket `socket://` where kombu says `redis+socket://`.
-CELERY_RESULT_BACKEND = "jobs.results:KilnRedisBackend+" + (
+CELERY_RESULT_BACKEND = "broker.results:KilnRedisBackend+" + (
     "socket://" + REDIS_URL.removeprefix("redis+socket://")
     if REDIS_URL.startswith("redis+socket://")
     else REDIS_URL
@@ -288,11 +317,12 @@ CELERY_RESULT_BACKEND = "jobs.results:KilnRedisBackend+" + (
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": KILN_VISIBILITY_TIMEOUT,
     # One Redis list per queue: Kiln's priorities are its queues, and a consumer of one list fetches with a
-    # blocking BLMOVE (jobs/transport.py); kombu's default, four priority steps, would be four lists.
+    # blocking BLMOVE (broker/transport.py); kombu's default, four priority steps, would be four lists.
     "priority_steps": [0],
-    # The reliable fetch's lease: a message taken by a consumer that died (or lost its connection) before
-    # recording it goes back to its queue within about this long; 0 is kombu's own fetch (BRPOP).
-    "kiln_fetch_dead_after": KILN_WORKER_DEAD_AFTER_SECONDS,
+    # How long a worker's lease and a fetcher's lease last (broker/lease.py, broker/transport.py): a dead
+    # worker's jobs, and a message taken by a consumer that died (or lost its connection) before recording
+    # it, go back to their queue within about this long; 0 turns both off (kombu's own BRPOP fetch).
+    "kiln_dead_after": KILN_WORKER_DEAD_AFTER_SECONDS,
     # A command on a connection Redis dropped without closing it (failover, a NAT timeout) fails after 10 s
     # instead of hanging the worker's event loop for ever (kombu's default); well above the 1 s fetch wait.
     "socket_timeout": 10,
@@ -312,13 +342,12 @@ CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
-CELERY_TASK_QUEUES = (Queue("high", routing_key="high"), Queue("default", routing_key="default"))
+# Queues, routes and time limits follow KILN_QUEUES; a task no route names goes to `default`.
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {
-    "thumbnails.*": {"queue": "high"},
-    "purge.*": {"queue": "default"},
-}
-CELERY_TASK_ANNOTATIONS = ("config.celery.QueueTimeLimits",)
+KILN_QUEUES = queues_check(KILN_QUEUES, default=CELERY_TASK_DEFAULT_QUEUE)
+CELERY_TASK_QUEUES = celery_queues(KILN_QUEUES)
+CELERY_TASK_ROUTES = celery_routes(KILN_QUEUES)
+CELERY_TASK_ANNOTATIONS = ("config.queues.QueueTimeLimits",)
 
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -342,9 +371,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # once the worker has reconnected, and the worker's lease connection acknowledges it (its own channel is
 # closed). Should that fail too (Redis gone again), the worker's recovery runs it again (at least once).
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
-# Celery's consumer, telling Kiln's transport when a connection was lost (jobs/worker.py).
-CELERY_WORKER_CONSUMER = "jobs.worker:Consumer"
-CELERY_TASK_TIME_LIMIT, CELERY_TASK_SOFT_TIME_LIMIT = KILN_QUEUE_TIME_LIMITS["default"]
+# Celery's consumer, telling Kiln's transport when a connection was lost (broker/worker.py).
+CELERY_WORKER_CONSUMER = "broker.worker:Consumer"
+# Every task gets its queue's limits (QueueTimeLimits); these apply to one sent to an undeclared queue.
+CELERY_TASK_TIME_LIMIT = max(queue.time_limit for queue in KILN_QUEUES)
+CELERY_TASK_SOFT_TIME_LIMIT = max(queue.soft_time_limit for queue in KILN_QUEUES)
 
 # Recycle pool processes like the seeds' Horizon workers (max jobs, 256 MB): a leak cannot grow forever.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
@@ -358,6 +389,16 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Fixed periodic tasks, declared here once: django-celery-beat writes them to its tables at every beat start
+# (an edit in the admin lasts until then). The nightly purge is not here: its time is the admin's to move,
+# so purge/ installs it once, after migrate, and never overwrites it.
+CELERY_BEAT_SCHEDULE = {
+    "thumbnails: dispatch images left pending": {
+        "task": "thumbnails.tasks.pending_sweep",
+        "schedule": float(KILN_PENDING_SWEEP_SECONDS),
+    },
+    "jobs: alert check": {"task": "jobs.tasks.alerts_check", "schedule": 60.0},
+}
 
 # Where the home page and `make run` send people for Flower: straight to its port on a laptop, through
 # nginx (behind Django's login) in production.

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -18,6 +19,10 @@ from thumbnails import imaging, storage
 from thumbnails.models import Image, Rendition
 
 logger = logging.getLogger(__name__)
+
+# The task that makes an image's renditions (thumbnails/tasks.py). Published by its name: the tasks call
+# these services, and the services never import the tasks.
+RENDITION_TASK = "thumbnails.tasks.rendition_generate"
 
 # Attempts per image before it is failed for good: the first try and three retries (10, 30, 60 s), and
 # room for two redeliveries after a lost worker. A forced regenerate starts the count again.
@@ -91,11 +96,12 @@ def image_create(
 def image_dispatch(*, image_id: int, force: bool = False) -> bool:
     """Queue the renditions job. A broker outage is logged, not raised: the image stays pending and the
     periodic sweep dispatches it again, so an upload never fails because Redis is down."""
-    from thumbnails.tasks import rendition_generate_task
-
+    # ignore_result: a process that never imported the task module publishes through send_task, which
+    # would otherwise subscribe to the result in Redis (CELERY_TASK_IGNORE_RESULT does not reach it).
+    job = current_app.signature(RENDITION_TASK, args=[image_id], kwargs={"force": force}, ignore_result=True)
     try:
         # No publish retries: fail fast and leave the image to the sweep rather than hold a request.
-        rendition_generate_task.apply_async(args=[image_id], kwargs={"force": force}, retry=False)
+        job.apply_async(retry=False)
     except (OperationalError, OSError) as exc:
         logger.warning("image %s stays pending: the broker is unreachable (%s)", image_id, exc)
         return False
@@ -246,18 +252,16 @@ def _copy_from_twin(image: Image) -> bool:
     return True
 
 
-# An image whose dispatch never got through (the broker was down at upload) is sent by the next sweep once
-# it is this old: long enough for the upload's own dispatch after commit to have happened or failed.
-NEVER_DISPATCHED_GRACE = timedelta(minutes=1)
-
-
 def image_sweep_pending() -> int:
-    """Dispatch the images left pending: never dispatched (the broker was down at upload) and older than a
-    minute, or dispatched longer ago than the redispatch interval (a lost message); returns how many."""
+    """Dispatch the images left pending: never dispatched (the broker was down at upload) and older than one
+    sweep interval (KILN_PENDING_SWEEP_SECONDS: the upload's own dispatch after commit has happened or
+    failed by then), or dispatched longer ago than the redispatch interval (a lost message); returns how
+    many."""
     now = timezone.now()
     cutoff = now - timedelta(minutes=settings.KILN_PENDING_REDISPATCH_MINUTES)
+    never_dispatched_grace = timedelta(seconds=settings.KILN_PENDING_SWEEP_SECONDS)
     stale = Image.objects.filter(status=Image.Status.PENDING).filter(
-        Q(dispatched_at__isnull=True, created_at__lt=now - NEVER_DISPATCHED_GRACE)
+        Q(dispatched_at__isnull=True, created_at__lt=now - never_dispatched_grace)
         | Q(dispatched_at__lt=cutoff, created_at__lt=cutoff)
     )
     dispatched = 0

@@ -24,7 +24,7 @@ class RenditionTask(Task):
             )
 
 
-@shared_task(bind=True, base=RenditionTask, name="thumbnails.tasks.rendition_generate")
+@shared_task(bind=True, base=RenditionTask, name=services.RENDITION_TASK)
 def rendition_generate_task(self, image_id: int, force: bool = False) -> str:
     delays = settings.KILN_THUMBNAIL_RETRY_DELAYS
     try:

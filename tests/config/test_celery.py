@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from django.conf import settings
 
-from config.celery import QueueTimeLimits, app, queue_of
+from config.celery import app
 from tests.support.processes import RedisServer
 
 pytestmark = pytest.mark.processes
@@ -30,31 +28,6 @@ def test_a_published_task_lands_on_the_queue_its_route_names(
     assert depths == {"high": int(queue == "high"), "default": int(queue == "default")}
 
 
-def test_queue_of_follows_the_configured_routes() -> None:
-    assert queue_of("thumbnails.anything") == "high"
-    assert queue_of("purge.anything") == "default"
-    assert queue_of("jobs.tasks.anything") == "default"
-
-
-def test_each_task_gets_the_time_limits_of_its_queue_and_the_worker_lost_retry_delay() -> None:
-    annotation = QueueTimeLimits()
-    assert annotation.annotate(SimpleNamespace(name="thumbnails.tasks.x")) == {
-        "time_limit": 120,
-        "soft_time_limit": 110,
-        "default_retry_delay": 10,
-    }
-    assert annotation.annotate(SimpleNamespace(name="purge.tasks.y")) == {
-        "time_limit": 300,
-        "soft_time_limit": 280,
-        "default_retry_delay": 10,
-    }
-
-
-def test_a_task_registered_on_the_app_is_annotated_with_its_queue_limits() -> None:
-    task = app.tasks["celery.backend_cleanup"]  # a built-in task: unrouted, so the default queue's limits
-    assert (task.time_limit, task.soft_time_limit) == (300, 280)
-
-
 def test_delivery_guarantees_are_configured() -> None:
     conf = app.conf
     assert conf.task_acks_late is True
@@ -72,11 +45,34 @@ def test_delivery_guarantees_are_configured() -> None:
 def test_visibility_timeout_is_the_same_for_broker_and_backend_and_above_every_time_limit() -> None:
     broker_timeout = app.conf.broker_transport_options["visibility_timeout"]
     assert broker_timeout == app.conf.result_backend_transport_options["visibility_timeout"]
-    assert broker_timeout > max(hard for hard, _ in settings.KILN_QUEUE_TIME_LIMITS.values())
-    for hard, soft in settings.KILN_QUEUE_TIME_LIMITS.values():
-        assert soft < hard
+    assert broker_timeout > max(queue.time_limit for queue in settings.KILN_QUEUES)
 
 
 def test_tests_in_this_process_publish_to_no_real_broker() -> None:
     with app.connection_for_write() as connection:
         assert connection.as_uri().startswith("redis+socket:///nonexistent/")
+
+
+@pytest.mark.database
+@pytest.mark.django_db
+def test_beat_installs_the_fixed_schedules_declared_in_settings_over_older_rows(settings) -> None:
+    """CELERY_BEAT_SCHEDULE is the one declaration of the fixed periodic tasks: beat writes it to
+    django-celery-beat's tables when it starts, replacing what older Kiln versions' migrations installed."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+    from django_celery_beat.schedulers import DatabaseScheduler
+
+    five_minutes, _ = IntervalSchedule.objects.get_or_create(every=5, period=IntervalSchedule.MINUTES)
+    PeriodicTask.objects.create(
+        name="thumbnails: dispatch images left pending",
+        task="thumbnails.tasks.pending_sweep",
+        interval=five_minutes,
+    )
+    DatabaseScheduler(app=app)
+    installed = {
+        task.name: (task.task, task.interval.every, task.interval.period, task.enabled)
+        for task in PeriodicTask.objects.filter(name__in=settings.CELERY_BEAT_SCHEDULE)
+    }
+    assert installed == {
+        "thumbnails: dispatch images left pending": ("thumbnails.tasks.pending_sweep", 60, "seconds", True),
+        "jobs: alert check": ("jobs.tasks.alerts_check", 60, "seconds", True),
+    }

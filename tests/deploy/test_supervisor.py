@@ -34,7 +34,7 @@ def test_group_kiln_holds_every_program() -> None:
 @pytest.mark.parametrize("program", KILN_PROGRAMS)
 def test_every_program_stops_with_term_and_waits_longer_than_any_job(program: str) -> None:
     section = kiln_conf()[f"program:{program}"]
-    longest = max(hard for hard, _ in settings.KILN_QUEUE_TIME_LIMITS.values())
+    longest = max(queue.time_limit for queue in settings.KILN_QUEUES)
     assert section["stopsignal"] == "TERM"
     assert int(section["stopwaitsecs"]) > longest
     assert section["autorestart"] == "true"

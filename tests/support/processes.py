@@ -138,10 +138,10 @@ def start_redis(directory: Path, *, port: int | None = None, persistent: bool = 
     return server
 
 
-def program_command(program: str, environ: Mapping[str, str]) -> list[str]:
-    """The argv supervisord would run for `program` of kiln.conf, with `%(ENV_X)s` taken from environ."""
+def program_command(program: str, environ: Mapping[str, str], conf: Path = KILN_CONF) -> list[str]:
+    """The argv supervisord would run for `program` of kiln.conf (or `conf`), `%(ENV_X)s` taken from environ."""
     parser = configparser.RawConfigParser()
-    parser.read(KILN_CONF)
+    parser.read(conf)
     raw = parser.get(f"program:{program}", "command")
 
     def expand(match: re.Match[str]) -> str:
