@@ -5,7 +5,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from jobs import broker, services
+from broker.queues import BrokerUnavailable
+from jobs import services
 from jobs.models import Alert, AuditEntry, FailedJob, Job
 
 # The admin's home page links the jobs dashboard and Flower for those who may see them.
@@ -95,7 +96,7 @@ class JobAdminBase(ReadOnlyAdmin):
                 user=request.user,
                 description=f"admin: {len(ids)} selected",
             )
-        except broker.BrokerUnavailable as error:
+        except BrokerUnavailable as error:
             self.message_user(request, f"The broker cannot be reached: {error}", messages.ERROR)
             return
         if result.retried:

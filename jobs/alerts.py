@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.mail import mail_admins
 from django.utils import timezone
 
-from jobs import selectors
+from jobs import health, selectors
 from jobs.models import Alert
 
 logger = logging.getLogger(__name__)
@@ -27,12 +27,15 @@ class AlertCondition:
 
 
 def alert_conditions(snap: selectors.Snapshot) -> list[AlertCondition]:
+    """The conditions that hold now, judged with the snapshot's thresholds (the same as health's): a queue's
+    oldest job past its warning wait, a queue without a worker, failed jobs at the warning level, the broker."""
     if not snap.broker_ok:
         return [AlertCondition("broker", "The broker (Redis) cannot be reached: no job is published or run.")]
+    thresholds = snap.thresholds
     conditions = []
     for queue in snap.queues:
-        threshold = settings.KILN_QUEUE_WAITS.get(queue.name)
-        if threshold is not None and queue.oldest_wait is not None and queue.oldest_wait > threshold:
+        threshold = thresholds.waits.get(queue.name)
+        if thresholds.wait_exceeded(queue) is not None and threshold is not None:
             conditions.append(
                 AlertCondition(
                     f"wait:{queue.name}",
@@ -48,11 +51,11 @@ def alert_conditions(snap: selectors.Snapshot) -> list[AlertCondition]:
                     "Check `supervisorctl status kiln:*`.",
                 )
             )
-    if snap.failed >= settings.KILN_HEALTH_FAILED_WARNING:
+    if thresholds.failed_level(snap.failed) != health.HEALTHY:
         conditions.append(
             AlertCondition(
                 "failed",
-                f"{snap.failed} failed jobs wait for an operator (threshold {settings.KILN_HEALTH_FAILED_WARNING}): "
+                f"{snap.failed} failed jobs wait for an operator (threshold {thresholds.failed_warning}): "
                 "`manage.py jobs failed`.",
             )
         )

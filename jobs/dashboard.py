@@ -15,11 +15,12 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from jobs import broker, selectors, services
+from broker.queues import BrokerUnavailable
+from jobs import selectors, services
 from jobs.models import AuditEntry, Job
 
 REFRESH_SECONDS = 5
@@ -98,18 +99,18 @@ def dashboard_action(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     if action not in ACTIONS:
         messages.error(request, f"Unknown action {action!r}.")
-        return redirect("jobs-dashboard")
+        return redirect("jobs:dashboard")
     if not request.user.has_perm(ACTIONS[action]):
         raise PermissionDenied
     try:
         messages.success(request, _perform(request, action))
     except services.OperationRefused as error:
         messages.error(request, str(error))
-    except broker.BrokerUnavailable as error:
+    except BrokerUnavailable as error:
         messages.error(request, f"The broker cannot be reached: {error}")
     except ValueError:
         messages.error(request, "The form was not filled in correctly.")
-    return redirect("jobs-dashboard")
+    return redirect("jobs:dashboard")
 
 
 def _perform(request: HttpRequest, action: str) -> str:
@@ -152,10 +153,3 @@ def _perform(request: HttpRequest, action: str) -> str:
     pool, processes = post.get("pool", ""), int(post["processes"])
     services.pool_scale(pool=pool, processes=processes, user=user)
     return f"Pool {pool} scaled to {processes} processes."
-
-
-urlpatterns = [
-    path("", dashboard, name="jobs-dashboard"),
-    path("data/", dashboard_data, name="jobs-dashboard-data"),
-    path("action/", dashboard_action, name="jobs-dashboard-action"),
-]

@@ -1,4 +1,8 @@
-"""Health rules: pure functions from observed figures and thresholds to `healthy`/`warning`/`critical`.
+"""Health rules: pure functions from a queue's state and the thresholds to `healthy`/`warning`/`critical`.
+
+`QueueState` is a queue at a moment, as jobs.selectors reads it from the broker, the workers and the job
+history; `Thresholds` is the one object health, the alert mails, the dashboard and the generated
+Prometheus rules all read (waits per queue from KILN_QUEUES, the rest from KILN_HEALTH_*).
 
 Levels follow the seeds' health indicators (queue size 1000/5000, failed jobs 10/50, jobs waiting too
 long); each queue also gets a worker status after the seeds' dashboards:
@@ -20,8 +24,8 @@ LEVELS = (HEALTHY, WARNING, CRITICAL)
 
 @dataclass(frozen=True)
 class Thresholds:
-    waits: dict[str, int]
-    waits_critical: dict[str, int]
+    waits: dict[str, int]  # per queue: an oldest wait above this is `warning`, and mailed
+    waits_critical: dict[str, int]  # per queue: above this, `critical`
     depth_warning: int = 1000
     depth_critical: int = 5000
     failed_warning: int = 10
@@ -33,8 +37,8 @@ class Thresholds:
         from django.conf import settings
 
         return cls(
-            waits=settings.KILN_QUEUE_WAITS,
-            waits_critical=settings.KILN_QUEUE_WAITS_CRITICAL,
+            waits={queue.name: queue.wait_warning for queue in settings.KILN_QUEUES},
+            waits_critical={queue.name: queue.wait_critical for queue in settings.KILN_QUEUES},
             depth_warning=settings.KILN_HEALTH_DEPTH_WARNING,
             depth_critical=settings.KILN_HEALTH_DEPTH_CRITICAL,
             failed_warning=settings.KILN_HEALTH_FAILED_WARNING,
@@ -42,15 +46,43 @@ class Thresholds:
             stalled_seconds=settings.KILN_HEALTH_STALLED_SECONDS,
         )
 
+    def wait_exceeded(self, queue: QueueState) -> tuple[str, int] | None:
+        """(level, threshold) of the highest wait threshold the queue's oldest job has passed, if any."""
+        wait = queue.oldest_wait
+        if wait is None:
+            return None
+        critical, warning = self.waits_critical.get(queue.name), self.waits.get(queue.name)
+        if critical is not None and wait > critical:
+            return CRITICAL, critical
+        if warning is not None and wait > warning:
+            return WARNING, warning
+        return None
+
+    def failed_level(self, failed: int) -> str:
+        if failed > self.failed_critical:
+            return CRITICAL
+        if failed >= self.failed_warning:
+            return WARNING
+        return HEALTHY
+
 
 @dataclass(frozen=True)
-class QueueFigures:
+class QueueState:
+    """A queue at a moment."""
+
     name: str
-    depth: int | None  # None: the broker could not be read
-    oldest_wait: float | None  # seconds
-    workers: int  # workers consuming this queue (or configured for it while it is paused)
-    running: int  # jobs of this queue running now
+    depth: int | None  # waiting jobs; None: the broker could not be read
+    oldest_wait: float | None  # seconds the oldest waiting job has waited
     paused: bool = False
+    workers: int = 0  # workers configured for this queue (consuming it unless it is paused)
+    running: int = 0  # jobs of this queue running now
+    finished_minute: int = 0  # jobs that succeeded or failed in the last minute, from the history
+    finished_hour: int = 0
+    failed_hour: int = 0
+
+    @property
+    def failure_rate(self) -> float | None:
+        return self.failed_hour / self.finished_hour if self.finished_hour else None
 
 
 @dataclass(frozen=True)
@@ -78,7 +110,7 @@ def worst(levels: list[str]) -> str:
     return max(levels, key=LEVELS.index, default=HEALTHY)
 
 
-def worker_status(queue: QueueFigures, thresholds: Thresholds) -> str:
+def worker_status(queue: QueueState, thresholds: Thresholds) -> str:
     if queue.depth is None:
         return "unknown"
     if queue.paused:
@@ -92,7 +124,7 @@ def worker_status(queue: QueueFigures, thresholds: Thresholds) -> str:
     return "pending"
 
 
-def queue_health(queue: QueueFigures, thresholds: Thresholds) -> QueueHealth:
+def queue_health(queue: QueueState, thresholds: Thresholds) -> QueueHealth:
     status = worker_status(queue, thresholds)
     if queue.depth is None:
         return QueueHealth(queue.name, CRITICAL, status, ("broker unreachable",))
@@ -111,13 +143,10 @@ def queue_health(queue: QueueFigures, thresholds: Thresholds) -> QueueHealth:
         )
     elif queue.depth >= thresholds.depth_warning:
         findings.append((WARNING, f"{queue.depth} jobs waiting (warning from {thresholds.depth_warning})"))
-    wait = queue.oldest_wait
-    critical_wait = thresholds.waits_critical.get(queue.name)
-    warning_wait = thresholds.waits.get(queue.name)
-    if wait is not None and critical_wait is not None and wait > critical_wait:
-        findings.append((CRITICAL, f"oldest job waited {wait:.0f} s (critical above {critical_wait} s)"))
-    elif wait is not None and warning_wait is not None and wait > warning_wait:
-        findings.append((WARNING, f"oldest job waited {wait:.0f} s (warning above {warning_wait} s)"))
+    exceeded = thresholds.wait_exceeded(queue)
+    if exceeded is not None:
+        level, limit = exceeded
+        findings.append((level, f"oldest job waited {queue.oldest_wait:.0f} s ({level} above {limit} s)"))
     return QueueHealth(
         queue.name,
         worst([level for level, _ in findings]),
@@ -126,16 +155,8 @@ def queue_health(queue: QueueFigures, thresholds: Thresholds) -> QueueHealth:
     )
 
 
-def failed_level(failed: int, thresholds: Thresholds) -> str:
-    if failed > thresholds.failed_critical:
-        return CRITICAL
-    if failed >= thresholds.failed_warning:
-        return WARNING
-    return HEALTHY
-
-
 def system_health(
-    queues: list[QueueFigures], *, broker_ok: bool, failed: int, thresholds: Thresholds
+    queues: list[QueueState], *, broker_ok: bool, failed: int, thresholds: Thresholds
 ) -> SystemHealth:
     queue_results = tuple(queue_health(queue, thresholds) for queue in queues)
     reasons = []
@@ -143,7 +164,7 @@ def system_health(
     if not broker_ok:
         levels.append(CRITICAL)
         reasons.append("broker unreachable")
-    failure = failed_level(failed, thresholds)
+    failure = thresholds.failed_level(failed)
     if failure != HEALTHY:
         levels.append(failure)
         reasons.append(

@@ -5,7 +5,7 @@ from django.db import models
 
 
 class Job(models.Model):
-    """One task Kiln published: the memory Flower lacks. Written by `jobs.recording` from Celery's signals."""
+    """One task Kiln published: the memory Flower lacks. Written by `jobs.history` from Celery's signals."""
 
     class State(models.TextChoices):
         QUEUED = "queued", "queued"

@@ -14,7 +14,9 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from jobs import broker, health
+from broker import queues as broker_queues
+from jobs import health
+from jobs.health import QueueState
 from jobs.models import Job
 
 REPORT_TIMEOUT = 1.0
@@ -32,35 +34,20 @@ class WorkerInfo:
 
 
 @dataclass(frozen=True)
-class QueueSnapshot:
-    name: str
-    depth: int | None
-    oldest_wait: float | None
-    paused: bool
-    workers: int
-    running: int
-    finished_minute: int
-    finished_hour: int
-    failed_hour: int
-
-    @property
-    def failure_rate(self) -> float | None:
-        return self.failed_hour / self.finished_hour if self.finished_hour else None
-
-
-@dataclass(frozen=True)
 class Snapshot:
     taken_at: float
     broker_ok: bool
-    queues: tuple[QueueSnapshot, ...]
+    queues: tuple[QueueState, ...]
     workers: tuple[WorkerInfo, ...]
     failed: int
     health: health.SystemHealth
+    thresholds: health.Thresholds
     pools: dict[str, list[WorkerInfo]] = field(default_factory=dict)
 
 
 def queue_names() -> list[str]:
-    return [queue.name for queue in settings.CELERY_TASK_QUEUES]
+    """The declared queues (KILN_QUEUES), in their order."""
+    return [queue.name for queue in settings.KILN_QUEUES]
 
 
 def failed_jobs() -> QuerySet[Job]:
@@ -72,7 +59,7 @@ def workers_report(timeout: float = REPORT_TIMEOUT) -> list[WorkerInfo]:
     try:
         replies = current_app.control.broadcast("kiln_report", reply=True, timeout=timeout) or []
     except (OSError, OperationalError) as error:
-        raise broker.BrokerUnavailable(str(error)) from error
+        raise broker_queues.BrokerUnavailable(str(error)) from error
     workers = []
     for reply in replies:
         for hostname, report in reply.items():
@@ -119,22 +106,22 @@ def snapshot(*, report_timeout: float = REPORT_TIMEOUT) -> Snapshot:
     names = queue_names()
     taken_at = time.time()
     try:
-        states = {state.name: state for state in broker.queue_states(names)}
-        paused = broker.paused_queues()
+        depths = broker_queues.queue_depths(names)
+        paused = broker_queues.paused_queues()
         broker_ok = True
         workers = workers_report(report_timeout)
-    except broker.BrokerUnavailable:
-        states, paused, broker_ok, workers = {}, set(), False, []
+    except broker_queues.BrokerUnavailable:
+        depths, paused, broker_ok, workers = {}, set(), False, []
     minute = finished_counts(timedelta(minutes=1))
     hour = finished_counts(timedelta(hours=1))
     queues = []
     for name in names:
-        state = states.get(name)
+        depth, oldest_published_at = depths.get(name, (None, None))
         queues.append(
-            QueueSnapshot(
+            QueueState(
                 name=name,
-                depth=state.depth if state else None,
-                oldest_wait=state.oldest_wait(taken_at) if state else None,
+                depth=depth,
+                oldest_wait=None if oldest_published_at is None else max(taken_at - oldest_published_at, 0.0),
                 paused=name in paused,
                 workers=sum(1 for worker in workers if name in worker.configured_queues),
                 running=sum(worker.active.get(name, 0) for worker in workers),
@@ -144,16 +131,12 @@ def snapshot(*, report_timeout: float = REPORT_TIMEOUT) -> Snapshot:
             )
         )
     failed = failed_jobs().count()
-    figures = [
-        health.QueueFigures(q.name, q.depth, q.oldest_wait, q.workers, q.running, q.paused) for q in queues
-    ]
-    result = health.system_health(
-        figures, broker_ok=broker_ok, failed=failed, thresholds=health.Thresholds.from_settings()
-    )
+    thresholds = health.Thresholds.from_settings()
+    result = health.system_health(queues, broker_ok=broker_ok, failed=failed, thresholds=thresholds)
     pools: dict[str, list[WorkerInfo]] = {}
     for worker in workers:
         pools.setdefault(worker.pool, []).append(worker)
-    return Snapshot(taken_at, broker_ok, tuple(queues), tuple(workers), failed, result, pools)
+    return Snapshot(taken_at, broker_ok, tuple(queues), tuple(workers), failed, result, thresholds, pools)
 
 
 def snapshot_as_dict(snap: Snapshot) -> dict[str, Any]:
@@ -180,6 +163,8 @@ def snapshot_as_dict(snap: Snapshot) -> dict[str, Any]:
                 "throughput_hour": queue.finished_hour,
                 "failed_hour": queue.failed_hour,
                 "failure_rate": None if queue.failure_rate is None else round(queue.failure_rate, 4),
+                "wait_warning": snap.thresholds.waits.get(queue.name),
+                "wait_critical": snap.thresholds.waits_critical.get(queue.name),
             }
             for queue in snap.queues
         ],

@@ -15,9 +15,10 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from jobs import broker, selectors
+from broker import queues as broker_queues
+from jobs import selectors
+from jobs.history import RETRY_OF_HEADER, JobEvent, job_events_write, recorder
 from jobs.models import AuditEntry, Job
-from jobs.recording import RETRY_OF_HEADER, JobEvent, job_events_write, recorder
 
 CONTROL_TIMEOUT = 1.0
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -97,6 +98,9 @@ def jobs_retry(
                     queue=job.queue or None,
                     task_id=task_id,
                     headers={RETRY_OF_HEADER: job.id},
+                    # Kiln's tasks record their outcome in the database; publishing never waits on a
+                    # result subscription (CELERY_TASK_IGNORE_RESULT), send_task must be told so itself.
+                    ignore_result=True,
                 )
             except (OSError, OperationalError) as error:
                 Job.objects.filter(id=job.id).update(retried_at=None)
@@ -139,7 +143,7 @@ def jobs_flush(*, older_than: timedelta | None = None, user: Any = None) -> int:
 def queue_clear(*, queue: str, user: Any = None) -> int:
     """Drop every job waiting in one queue; their records end as `cleared` (created if not written yet)."""
     queue_check(queue)
-    dropped = broker.queue_clear(queue)
+    dropped = broker_queues.queue_clear(queue)
     now = timezone.now()
     for start in range(0, len(dropped), 500):
         job_events_write(
@@ -169,36 +173,50 @@ def _broadcast(command: str, arguments: dict[str, Any], destination: list[str] |
             or []
         )
     except (OSError, OperationalError) as error:
-        raise broker.BrokerUnavailable(str(error)) from error
+        raise broker_queues.BrokerUnavailable(str(error)) from error
 
 
 def queue_pause(*, queue: str, user: Any = None) -> list[dict]:
-    """The workers stop taking jobs from `queue`; kept in the broker, so a restarted worker stays paused."""
+    """The workers stop taking jobs from `queue` (Celery's cancel_consumer); the pause is kept in the broker,
+    so a worker that starts or reconnects later stays paused too (broker/worker.py's PausedQueues)."""
     queue_check(queue)
-    broker.queue_mark_paused(queue, True)
-    replies = _broadcast("kiln_pause", {"queue": queue})
+    broker_queues.queue_mark_paused(queue, True)
+    replies = _broadcast("cancel_consumer", {"queue": queue})
     audit_record(action="pause", user=user, target=queue, count=len(replies))
     return replies
 
 
 def queue_resume(*, queue: str, user: Any = None) -> list[dict]:
+    """Only workers whose command line names the queue consume it again (`kiln_resume`: Celery's
+    add_consumer would make any worker that hears it consume the queue)."""
     queue_check(queue)
-    broker.queue_mark_paused(queue, False)
+    broker_queues.queue_mark_paused(queue, False)
     replies = _broadcast("kiln_resume", {"queue": queue})
     audit_record(action="resume", user=user, target=queue, count=len(replies))
     return replies
 
 
 def pool_scale(*, pool: str, processes: int, minimum: int | None = None, user: Any = None) -> list[dict]:
-    """Grow or shrink a running pool: an autoscaled pool gets a new ceiling (and floor), a fixed one grows
-    or shrinks to `processes`. Until the pool restarts: kiln.conf's numbers come back with it."""
+    """Grow or shrink a running pool with Celery's own control commands: an autoscaled worker gets a new
+    ceiling (and floor) by `autoscale`, a fixed one grows or shrinks to `processes` by `pool_grow` and
+    `pool_shrink`. Until the pool restarts: its declared size comes back with it."""
     if processes < 1:
         raise OperationRefused("a pool needs at least 1 process")
-    hostnames = [worker.hostname for worker in selectors.workers_report() if worker.pool == pool]
-    if not hostnames:
+    if minimum is not None and not 1 <= minimum <= processes:
+        raise OperationRefused("the minimum must be between 1 and the number of processes")
+    workers = [worker for worker in selectors.workers_report() if worker.pool == pool]
+    if not workers:
         raise OperationRefused(f"no worker of pool {pool!r} answers")
-    replies = _broadcast(
-        "kiln_scale", {"processes": processes, "minimum": -1 if minimum is None else minimum}, hostnames
-    )
+    replies = []
+    for worker in workers:
+        if worker.autoscale is not None:
+            floor = min(worker.autoscale[1], processes) if minimum is None else minimum
+            replies += _broadcast("autoscale", {"max": processes, "min": floor}, [worker.hostname])
+        elif processes != worker.processes:
+            command = "pool_grow" if processes > worker.processes else "pool_shrink"
+            replies += _broadcast(command, {"n": abs(processes - worker.processes)}, [worker.hostname])
+        else:
+            replies.append({worker.hostname: {"ok": f"already {processes} processes"}})
+    hostnames = [worker.hostname for worker in workers]
     audit_record(action="scale", user=user, target=pool, count=processes, details={"workers": hostnames})
     return replies

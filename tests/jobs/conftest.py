@@ -1,30 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-
-from tests.support.processes import RedisServer
-
-
-@pytest.fixture
-def app_broker(broker: RedisServer) -> Iterator[RedisServer]:
-    """Kiln's Celery app in this process talks to the private test Redis (reads, control broadcasts)."""
-    from config.celery import app
-
-    def forget_connections() -> None:
-        # The app caches a connection pool and a producer pool made from the URL it first saw.
-        app._pool = None
-        app.amqp._producer_pool = None
-
-    previous = app.conf.broker_url
-    app.conf.broker_url = broker.url
-    forget_connections()
-    try:
-        yield broker
-    finally:
-        app.conf.broker_url = previous
-        forget_connections()
 
 
 @pytest.fixture

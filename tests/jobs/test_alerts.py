@@ -12,8 +12,9 @@ from django.core import mail
 
 from jobs import health
 from jobs.alerts import alerts_check
+from jobs.health import QueueState
 from jobs.models import Alert
-from jobs.selectors import QueueSnapshot, Snapshot
+from jobs.selectors import Snapshot
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db]
 
@@ -22,11 +23,12 @@ T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 
 def snapshot(high_wait: float | None, workers: int = 1) -> Snapshot:
     queues = (
-        QueueSnapshot("high", 4 if high_wait else 0, high_wait, False, workers, 0, 0, 0, 0),
-        QueueSnapshot("default", 0, None, False, 1, 0, 0, 0, 0),
+        QueueState("high", depth=4 if high_wait else 0, oldest_wait=high_wait, workers=workers),
+        QueueState("default", depth=0, oldest_wait=None, workers=1),
     )
-    result = health.system_health([], broker_ok=True, failed=0, thresholds=health.Thresholds.from_settings())
-    return Snapshot(T0.timestamp(), True, queues, (), 0, result)
+    thresholds = health.Thresholds.from_settings()
+    result = health.system_health(list(queues), broker_ok=True, failed=0, thresholds=thresholds)
+    return Snapshot(T0.timestamp(), True, queues, (), 0, result, thresholds)
 
 
 @pytest.fixture
@@ -62,7 +64,15 @@ def test_a_cleared_alert_is_mailed_again_when_it_comes_back(admins) -> None:
 
 def test_a_queue_without_workers_and_a_pile_of_failures_alert(admins, settings) -> None:
     snap = snapshot(high_wait=None, workers=0)
-    snap = Snapshot(snap.taken_at, True, snap.queues, (), settings.KILN_HEALTH_FAILED_WARNING, snap.health)
+    snap = Snapshot(
+        snap.taken_at,
+        True,
+        snap.queues,
+        (),
+        settings.KILN_HEALTH_FAILED_WARNING,
+        snap.health,
+        snap.thresholds,
+    )
     assert sorted(alerts_check(snap=snap, now=T0)) == ["failed", "workers:high"]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from jobs import broker as kiln_broker
+from broker import queues as kiln_broker
 from jobs.models import AuditEntry, Job
 from tests.jobs.conftest import grant
 

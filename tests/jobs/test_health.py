@@ -6,7 +6,7 @@ from jobs.health import (
     CRITICAL,
     HEALTHY,
     WARNING,
-    QueueFigures,
+    QueueState,
     Thresholds,
     queue_health,
     system_health,
@@ -16,10 +16,10 @@ from jobs.health import (
 THRESHOLDS = Thresholds(waits={"high": 60, "default": 900}, waits_critical={"high": 300, "default": 3600})
 
 
-def figures(**overrides) -> QueueFigures:
+def figures(**overrides) -> QueueState:
     values = {"name": "high", "depth": 0, "oldest_wait": None, "workers": 1, "running": 0, "paused": False}
     values.update(overrides)
-    return QueueFigures(**values)
+    return QueueState(**values)
 
 
 def test_an_empty_queue_with_a_worker_is_idle_and_healthy() -> None:

@@ -10,7 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from jobs import broker, selectors, services
+from broker import queues as broker_queues
+from jobs import selectors, services
 from jobs.models import Job
 
 
@@ -73,7 +74,9 @@ class Command(BaseCommand):
         sub.add_parser("prometheus-rules", help="Print Prometheus alert rules for the current thresholds.")
 
         scale = sub.add_parser("scale", help="Grow or shrink a running pool (until it restarts).")
-        scale.add_argument("pool", help="high or default (the part of the worker's name before @)")
+        scale.add_argument(
+            "pool", help="a declared queue's pool: high, default, ... (a worker's name before @)"
+        )
         scale.add_argument("processes", type=int)
         scale.add_argument("--min", type=int, dest="minimum", help="autoscaled pools: the new floor")
 
@@ -89,7 +92,7 @@ class Command(BaseCommand):
             getattr(self, action.replace("-", "_"))(**options)
         except services.OperationRefused as error:
             raise CommandError(str(error)) from error
-        except broker.BrokerUnavailable as error:
+        except broker_queues.BrokerUnavailable as error:
             raise CommandError(f"the broker cannot be reached: {error}") from error
 
     # --- reads ----------------------------------------------------------------------------------------
@@ -210,7 +213,7 @@ class Command(BaseCommand):
     def clear(self, queue: str, yes: bool, **options: Any) -> None:
         services.queue_check(queue)
         if not yes:
-            depth = broker.queue_states([queue])[0].depth
+            depth, _oldest = broker_queues.queue_depths([queue])[queue]
             answer = input(f"Drop all {depth} jobs waiting in {queue!r}? Type the queue's name to confirm: ")
             if answer.strip() != queue:
                 raise CommandError("not confirmed; nothing dropped")
@@ -218,7 +221,8 @@ class Command(BaseCommand):
 
     def pause(self, queue: str, **options: Any) -> None:
         replies = services.queue_pause(queue=queue)
-        self.stdout.write(f"{queue} paused ({_replies(replies)})")
+        told = f"{len(replies)} worker(s) told" if replies else "no worker answered"
+        self.stdout.write(f"{queue} paused ({told}; workers that start later stay paused too)")
 
     def resume(self, queue: str, **options: Any) -> None:
         replies = services.queue_resume(queue=queue)
