@@ -114,7 +114,7 @@ def child(method: str, variant: str, rows: int) -> None:
         policy = RetentionPolicy.objects.get(target="report_history")
         run = PurgeRun.objects.create(policy=policy, trigger=PurgeRun.Trigger.COMMAND)
         state = services.purge_run_execute(run_id=run.pk, budget_seconds=3600)
-        assert state == "done", state
+        assert state is services.RunOutcome.DONE, state
     elif method == "naive":
         ReportHistoryRecord.objects.filter(rendered_at__lt=cutoff).delete()
     else:

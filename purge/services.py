@@ -1,7 +1,9 @@
-"""Purge runs: request them, run them in bounded batches under an expiring per-policy lock, continue them."""
+"""Purge runs: request them, run them in bounded batches under an expiring per-policy lock. A run that has
+more to do than one task's time budget says so in its outcome; the task (purge/tasks.py) carries it on."""
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Iterator
@@ -9,6 +11,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
+from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -21,6 +24,9 @@ from purge.signals import purge_run_requested
 
 logger = logging.getLogger(__name__)
 
+# The task that works on a run (purge/tasks.py). Published by its name: the tasks call these services, and
+# the services never import the tasks.
+PURGE_RUN_TASK = "purge.tasks.purge_run"
 # A lock outlives a dead worker by at most this long; a live run extends it with every batch.
 LOCK_SECONDS = 120
 # A continuation that finds its policy locked by another run waits this long before it tries again.
@@ -29,6 +35,20 @@ LOCKED_RETRY_SECONDS = 30
 
 class LockLost(Exception):
     """Another run took the policy's lock (ours expired): stop before removing anything more."""
+
+
+class RunOutcome(enum.Enum):
+    """Where one task's work on a run left it."""
+
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # another run of the policy was running when this one was to start
+    CONTINUE = "continue"  # not finished: its time budget was spent, or it lost its lock; carry on now
+    WAIT = "wait"  # half done, and another run holds the policy's lock: carry on after LOCKED_RETRY_SECONDS
+
+    @classmethod
+    def of_final(cls, state: str) -> RunOutcome:
+        return cls(state)
 
 
 def policies_install() -> int:
@@ -56,9 +76,8 @@ def purge_run_request(
 
 
 def purge_run_enqueue(*, run_id: int, countdown: float | None = None) -> None:
-    from purge.tasks import purge_run_task
-
-    purge_run_task.apply_async(args=[run_id], countdown=countdown)
+    # ignore_result: see thumbnails.services.image_dispatch (send_task would subscribe to the result).
+    current_app.signature(PURGE_RUN_TASK, args=[run_id], ignore_result=True).apply_async(countdown=countdown)
 
 
 def purge_nightly(*, today=None) -> list[int]:
@@ -105,21 +124,23 @@ def _finish(run_id: int, state: str, error: str = "") -> None:
     PurgeRun.objects.filter(pk=run_id).update(state=state, error=error, finished_at=timezone.now())
 
 
-def purge_run_execute(*, run_id: int, budget_seconds: float | None = None) -> str:
-    """Work on one run until it is done or its time budget is spent; then continue in a follow-up task.
+def purge_run_execute(*, run_id: int, budget_seconds: float | None = None) -> RunOutcome:
+    """Work on one run until it is done or its time budget is spent, and say where that left it.
 
     Safe to deliver twice: progress (cursor and counts) is committed with each batch, a finished run is
-    left alone, and a second delivery running at once deletes nothing the first did not already count.
+    left alone, and a second delivery running at once deletes nothing the first did not already count. A
+    soft time limit raised mid-batch rolls that batch back and propagates: everything committed before it
+    stands, and the task carries the run on.
     """
     budget = settings.KILN_PURGE_TASK_BUDGET_SECONDS if budget_seconds is None else budget_seconds
     run = PurgeRun.objects.select_related("policy").get(pk=run_id)
     if run.final:
-        return run.state
+        return RunOutcome.of_final(run.state)
     policy = run.policy
     target = registry.TARGETS.get(policy.target)
     if target is None:
         _finish(run_id, PurgeRun.State.FAILED, f"unknown purge target {policy.target!r}: no app registers it")
-        return PurgeRun.State.FAILED
+        return RunOutcome.FAILED
 
     if not _lock_acquire(policy.pk, run_id):
         holder = RetentionPolicy.objects.values_list("locked_by", flat=True).get(pk=policy.pk)
@@ -127,25 +148,25 @@ def purge_run_execute(*, run_id: int, budget_seconds: float | None = None) -> st
             _finish(
                 run_id, PurgeRun.State.SKIPPED, f"skipped: run #{holder} of this policy was still running"
             )
-            return PurgeRun.State.SKIPPED
-        purge_run_enqueue(run_id=run_id, countdown=LOCKED_RETRY_SECONDS)  # our own run, half done: wait
-        return "waiting"
+            return RunOutcome.SKIPPED
+        return RunOutcome.WAIT  # our own run, half done: another holds the lock for now
 
     try:
         with _relaxed_commit_durability():
             return _work(run, target, budget)
-    except (SoftTimeLimitExceeded, LockLost) as exc:
-        # The batch in flight rolled back; everything committed before it stands. Carry on in a new task.
-        logger.warning("purge run #%s interrupted (%s): continuing in a follow-up task", run_id, exc)
-        purge_run_enqueue(run_id=run_id)
-        return "continued"
+    except SoftTimeLimitExceeded:
+        raise  # not a failure: the task carries the run on
+    except LockLost as exc:
+        # The batch in flight rolled back; everything committed before it stands.
+        logger.warning("purge run #%s lost its lock (%s): to be carried on", run_id, exc)
+        return RunOutcome.CONTINUE
     except Exception as exc:
         _finish(run_id, PurgeRun.State.FAILED, f"{type(exc).__name__}: {exc}")
         _lock_release(policy.pk, run_id)
         raise
 
 
-def _work(run: PurgeRun, target: registry.Target, budget: float) -> str:
+def _work(run: PurgeRun, target: registry.Target, budget: float) -> RunOutcome:
     deadline = time.monotonic() + budget
     policy = run.policy
     if run.state == PurgeRun.State.QUEUED:
@@ -180,11 +201,10 @@ def _work(run: PurgeRun, target: registry.Target, budget: float) -> str:
         if batch.done:
             _finish(run.pk, PurgeRun.State.DONE)
             _lock_release(policy.pk, run.pk)
-            return PurgeRun.State.DONE
+            return RunOutcome.DONE
         if time.monotonic() > deadline:
             # Keep the lock (it names this run): the continuation takes it again, nobody slips in between.
-            purge_run_enqueue(run_id=run.pk)
-            return "continued"
+            return RunOutcome.CONTINUE
 
 
 # SQLite has one write lock for the whole database. A purge that began its next batch the instant it committed

@@ -7,13 +7,17 @@ from pathlib import Path
 
 import pytest
 import time_machine
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db.models.signals import post_delete
+from django.test import override_settings
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from purge import services
 from purge.models import PurgeRun, RetentionPolicy
 from purge.schedule import NIGHTLY_NAME
+from purge.services import RunOutcome
+from purge.tasks import purge_run_task
 from reports.models import PrintTask, Report, ReportHistoryRecord
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
@@ -45,10 +49,12 @@ def history(report: Report, days_ago: float, count: int = 1) -> None:
 
 
 def run_to_the_end(run: PurgeRun, enqueued: list, budget: float = 60) -> PurgeRun:
-    services.purge_run_execute(run_id=run.pk, budget_seconds=budget)
-    while enqueued:  # continuations, as the worker would pick them up
-        run_id, _ = enqueued.pop(0)
-        services.purge_run_execute(run_id=run_id, budget_seconds=budget)
+    """The run's task, and every follow-up it enqueues, as the worker would pick them up."""
+    with override_settings(KILN_PURGE_TASK_BUDGET_SECONDS=budget):
+        purge_run_task(run.pk)
+        while enqueued:
+            run_id, _ = enqueued.pop(0)
+            purge_run_task(run_id)
     run.refresh_from_db()
     return run
 
@@ -148,14 +154,58 @@ def test_a_run_out_of_time_continues_in_a_follow_up_task_and_keeps_its_cutoff(en
     run = request("report_history", batch_size=2)
     assert enqueued == [(run.pk, None)], "a request enqueues its run once it commits"
     enqueued.clear()
-    assert services.purge_run_execute(run_id=run.pk, budget_seconds=0) == "continued"
+    assert services.purge_run_execute(run_id=run.pk, budget_seconds=0) is RunOutcome.CONTINUE
+    assert enqueued == [], "the service says so; carrying on is the task's"
+    with override_settings(KILN_PURGE_TASK_BUDGET_SECONDS=0):
+        assert purge_run_task(run.pk) == "continue"
     assert enqueued == [(run.pk, None)]
     enqueued.clear()
     first = PurgeRun.objects.get(pk=run.pk)
-    assert (first.state, first.removed, first.tasks) == ("running", 2, 1)
+    assert (first.state, first.removed, first.tasks) == ("running", 4, 2)
     run = run_to_the_end(run, enqueued, budget=0)
     assert (run.state, run.removed, run.cutoff) == ("done", 10, first.cutoff)
     assert run.tasks == 5  # five batches of two; the fifth reaches the end of the key span
+
+
+def test_a_soft_time_limit_mid_batch_rolls_that_batch_back_and_the_task_carries_on(
+    enqueued, monkeypatch
+) -> None:
+    report = Report.objects.create(name="r")
+    history(report, days_ago=100, count=6)
+    run = request("report_history", batch_size=2)
+    enqueued.clear()
+    real_batch = services._next_batch
+    calls = []
+
+    def batch_then_time_limit(target, run, cursor):
+        calls.append(cursor)
+        if len(calls) == 2:  # the second batch: inside its transaction, after it deleted
+            real_batch(target, run, cursor)
+            raise SoftTimeLimitExceeded()
+        return real_batch(target, run, cursor)
+
+    monkeypatch.setattr(services, "_next_batch", batch_then_time_limit)
+    assert purge_run_task(run.pk) == "continue"
+    assert enqueued == [(run.pk, None)]
+    cut = PurgeRun.objects.get(pk=run.pk)
+    assert (cut.state, cut.removed, cut.error) == ("running", 2, ""), "not failed; the second batch undone"
+    assert ReportHistoryRecord.objects.count() == 4
+    monkeypatch.setattr(services, "_next_batch", real_batch)
+    enqueued.clear()
+    assert run_to_the_end(run, enqueued).removed == 6
+
+
+def test_a_half_done_run_finding_its_policy_locked_waits_and_tries_again(enqueued) -> None:
+    run = request("report_history")
+    PurgeRun.objects.filter(pk=run.pk).update(state=PurgeRun.State.RUNNING)
+    other = request("report_history")
+    RetentionPolicy.objects.filter(target="report_history").update(
+        locked_by=other, locked_until=timezone.now() + timedelta(seconds=60)
+    )
+    enqueued.clear()
+    assert services.purge_run_execute(run_id=run.pk) is RunOutcome.WAIT
+    assert purge_run_task(run.pk) == "wait"
+    assert enqueued == [(run.pk, services.LOCKED_RETRY_SECONDS)]
 
 
 def test_a_second_run_of_a_locked_policy_says_so_in_its_row(enqueued) -> None:
@@ -164,7 +214,7 @@ def test_a_second_run_of_a_locked_policy_says_so_in_its_row(enqueued) -> None:
         locked_by=first, locked_until=timezone.now() + timedelta(seconds=60)
     )
     second = request("report_history")
-    assert services.purge_run_execute(run_id=second.pk) == "skipped"
+    assert services.purge_run_execute(run_id=second.pk) is RunOutcome.SKIPPED
     second.refresh_from_db()
     assert second.state == "skipped"
     assert f"run #{first.pk} of this policy was still running" in second.error
@@ -183,7 +233,7 @@ def test_a_redelivered_finished_run_does_nothing(enqueued) -> None:
     history(report, days_ago=100, count=3)
     run = run_to_the_end(request("report_history"), enqueued)
     history(report, days_ago=100, count=3)
-    assert services.purge_run_execute(run_id=run.pk) == "done"
+    assert services.purge_run_execute(run_id=run.pk) is RunOutcome.DONE
     assert ReportHistoryRecord.objects.count() == 3
     assert PurgeRun.objects.get(pk=run.pk).removed == 3
 
