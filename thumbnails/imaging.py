@@ -28,7 +28,6 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import numbers
@@ -183,26 +182,6 @@ def render_image(
     width, height = _upright_size(source_size, orientation)
     facts = ImageFacts(format=source_format, width=width, height=height, exif=exif, animated=animated)
     return PipelineResult(facts=facts, renditions=renditions, timings=timer.timings)
-
-
-def content_hash(source: str | os.PathLike[str] | BinaryIO) -> str:
-    """sha256 hex of the whole file, streamed; a seekable stream is read from the start and rewound after."""
-    if isinstance(source, str | os.PathLike):
-        with open(source, "rb") as fp:
-            return _sha256(fp)
-    if source.seekable():
-        source.seek(0)
-    digest = _sha256(source)
-    if source.seekable():
-        source.seek(0)
-    return digest
-
-
-def _sha256(fp: BinaryIO) -> str:
-    digest = hashlib.sha256()
-    for chunk in iter(lambda: fp.read(1 << 20), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def spec_key(spec: RenditionSpec) -> str:

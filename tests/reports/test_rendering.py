@@ -23,7 +23,7 @@ def browser(client: Client) -> Client:
 def sent(monkeypatch) -> list:
     calls: list = []
     monkeypatch.setattr(
-        tasks.rendition_generate_task, "apply_async", lambda args, **kw: calls.append(args[0])
+        tasks.rendition_generate_task, "apply_async", lambda args, kwargs=None, **kw: calls.append(args[0])
     )
     return calls
 

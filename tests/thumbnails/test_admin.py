@@ -37,7 +37,9 @@ def test_the_retry_failed_action_queues_only_failed_images(
     admin_client: Client, media_root, monkeypatch
 ) -> None:
     sent: list[int] = []
-    monkeypatch.setattr(tasks.rendition_generate_task, "apply_async", lambda args, **kw: sent.append(args[0]))
+    monkeypatch.setattr(
+        tasks.rendition_generate_task, "apply_async", lambda args, kwargs=None, **kw: sent.append(args[0])
+    )
     ok = services.image_create(
         upload=ContentFile(jpeg_bytes(color=(1, 1, 1)), name="ok.jpg"), original_name="ok.jpg"
     )

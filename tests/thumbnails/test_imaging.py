@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import time
@@ -22,7 +21,6 @@ from thumbnails.imaging import (
     PipelineResult,
     Rendition,
     RenditionSpec,
-    content_hash,
     decode,
     fitted_size,
     open_image,
@@ -457,18 +455,6 @@ def test_a_path_a_stream_and_a_pipe_render_alike(tmp_path: Path) -> None:
     results = [render_image(path), render(data), render_image(io.BufferedReader(Pipe()))]
 
     assert len({result.renditions["thumb"].data for result in results}) == 1
-
-
-def test_content_hash_is_the_sha256_of_the_bytes_and_rewinds_a_stream(tmp_path: Path) -> None:
-    data = corpus.jpeg()
-    path = tmp_path / "photo.jpg"
-    path.write_bytes(data)
-    stream = io.BytesIO(data)
-    stream.seek(100)
-
-    expected = hashlib.sha256(data).hexdigest()
-    assert content_hash(path) == content_hash(str(path)) == content_hash(stream) == expected
-    assert stream.tell() == 0
 
 
 def test_spec_key_differs_between_specs_and_names_the_pipeline_version() -> None:

@@ -137,7 +137,9 @@ def test_a_transient_error_retries_after_10_30_60_seconds_then_fails_the_image(
 def test_the_sweep_dispatches_only_images_pending_too_long(media_root: Path, monkeypatch) -> None:
     sent: list[list] = []
     monkeypatch.setattr(
-        tasks.rendition_generate_task, "apply_async", lambda args, **kwargs: sent.append(args)
+        tasks.rendition_generate_task,
+        "apply_async",
+        lambda args, kwargs=None, **options: sent.append(list(args)),
     )
     old = timezone.now() - timedelta(minutes=30)
     stuck = upload(jpeg_bytes(color=(1, 2, 3)), "stuck.jpg")
@@ -158,7 +160,9 @@ def test_the_sweep_sends_an_image_whose_dispatch_never_got_through_after_a_minut
 ) -> None:
     sent: list[list] = []
     monkeypatch.setattr(
-        tasks.rendition_generate_task, "apply_async", lambda args, **kwargs: sent.append(args)
+        tasks.rendition_generate_task,
+        "apply_async",
+        lambda args, kwargs=None, **options: sent.append(list(args)),
     )
     image = upload(jpeg_bytes(color=(9, 9, 9)), "broker-down.jpg")
     Image.objects.filter(pk=image.pk).update(
@@ -178,7 +182,7 @@ def test_regenerating_a_failed_image_makes_it_pending_and_queues_a_forced_job(
     monkeypatch.setattr(
         tasks.rendition_generate_task,
         "apply_async",
-        lambda args, kwargs=None, **options: sent.append((args, kwargs)),
+        lambda args, kwargs=None, **options: sent.append((list(args), kwargs)),
     )
     image = upload(jpeg_bytes())
     Image.objects.filter(pk=image.pk).update(status=Image.Status.FAILED, error="boom")
@@ -223,7 +227,7 @@ def test_dispatching_many_stops_at_the_first_broker_failure(media_root: Path, mo
 
     attempts: list[int] = []
 
-    def broker_down(args, **kwargs):
+    def broker_down(args, kwargs=None, **options):
         attempts.append(args[0])
         raise OperationalError("connection refused")
 
