@@ -54,7 +54,9 @@ def test_tests_in_this_process_publish_to_no_real_broker() -> None:
 
 
 @pytest.mark.database
-@pytest.mark.django_db
+# transaction: beat's scheduler closes the database connection it found (as a long-running process should),
+# which the default test transaction would not survive on PostgreSQL.
+@pytest.mark.django_db(transaction=True)
 def test_beat_installs_the_fixed_schedules_declared_in_settings_over_older_rows(settings) -> None:
     """CELERY_BEAT_SCHEDULE is the one declaration of the fixed periodic tasks: beat writes it to
     django-celery-beat's tables when it starts, replacing what older Kiln versions' migrations installed."""
