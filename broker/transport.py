@@ -65,6 +65,9 @@ MULTI_KEY_WAIT = 0.25
 # After Redis refused a fetch for memory, fetch by script only for this long.
 OUT_OF_MEMORY_BACKOFF = 10.0
 FETCHER_ID_LENGTH = 32  # uuid4().hex
+# The transport option (CELERY_BROKER_TRANSPORT_OPTIONS) that sets how long a fetcher's lease lasts, and a
+# worker's (broker/worker.py); 0 turns both off. The channel attribute of the same name holds it.
+DEAD_AFTER_OPTION = "kiln_dead_after"
 
 # Take the first message of KEYS (in order) into its fetch list ARGV[1] .. key, renewing the fetcher's lease
 # ARGV[2] (value ARGV[3], ARGV[4] seconds) and registering the list in ARGV[5]. Returns {key, message}.
@@ -246,7 +249,7 @@ class QoS(kombu_redis.QoS):
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
-    from_transport_options = (*kombu_redis.Channel.from_transport_options, "kiln_dead_after")
+    from_transport_options = (*kombu_redis.Channel.from_transport_options, DEAD_AFTER_OPTION)
     # Seconds a fetcher lease lasts; 0 keeps kombu's BRPOP.
     kiln_dead_after = 0
 

@@ -25,12 +25,9 @@ from celery.worker.control import control_command, inspect_command
 
 from broker.lease import WorkerLease
 from broker.queues import BrokerUnavailable, paused_queues
-from broker.transport import connection_lease_attach, connection_mark_lost
+from broker.transport import DEAD_AFTER_OPTION, connection_lease_attach, connection_mark_lost
 
 logger = logging.getLogger(__name__)
-
-# The transport option that sets how long a worker's (and a fetcher's) lease lasts; 0: no lease, no recovery.
-DEAD_AFTER_OPTION = "kiln_dead_after"
 
 
 def _consuming(consumer: Any) -> list[str]:

@@ -83,10 +83,6 @@ class QueueSpec:
         assert self.concurrency is not None
         return {f"{self.variable_prefix}CONCURRENCY": self.concurrency}
 
-    @property
-    def max_processes(self) -> int:
-        return self.autoscale[1] if self.autoscale is not None else self.concurrency or 0
-
 
 def queues_check(queues: Sequence[QueueSpec], default: str) -> tuple[QueueSpec, ...]:
     names = [queue.name for queue in queues]

@@ -35,7 +35,7 @@ def alert_conditions(snap: selectors.Snapshot) -> list[AlertCondition]:
     conditions = []
     for queue in snap.queues:
         threshold = thresholds.waits.get(queue.name)
-        if thresholds.wait_exceeded(queue) is not None and threshold is not None:
+        if threshold is not None and queue.oldest_wait is not None and queue.oldest_wait > threshold:
             conditions.append(
                 AlertCondition(
                     f"wait:{queue.name}",

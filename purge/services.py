@@ -46,10 +46,6 @@ class RunOutcome(enum.Enum):
     CONTINUE = "continue"  # not finished: its time budget was spent, or it lost its lock; carry on now
     WAIT = "wait"  # half done, and another run holds the policy's lock: carry on after LOCKED_RETRY_SECONDS
 
-    @classmethod
-    def of_final(cls, state: str) -> RunOutcome:
-        return cls(state)
-
 
 def policies_install() -> int:
     """One policy per registered target, with the target's defaults; existing policies are left as edited."""
@@ -135,7 +131,7 @@ def purge_run_execute(*, run_id: int, budget_seconds: float | None = None) -> Ru
     budget = settings.KILN_PURGE_TASK_BUDGET_SECONDS if budget_seconds is None else budget_seconds
     run = PurgeRun.objects.select_related("policy").get(pk=run_id)
     if run.final:
-        return RunOutcome.of_final(run.state)
+        return RunOutcome(run.state)  # the final states are outcomes of the same name
     policy = run.policy
     target = registry.TARGETS.get(policy.target)
     if target is None:
