@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 INSTALLED := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# Settings keep DEBUG off unless it is set (a forgotten variable must not start a debug server); on a laptop
+# every target here runs with it on. `DEBUG=false make run` tries the production settings.
+export DEBUG ?= true
 
 .PHONY: setup run test test-database lint chromium nginx status ctl stop bench clean
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import urllib.parse
 import zoneinfo
 from pathlib import Path
 
@@ -17,20 +18,28 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_admins, env_bool, env_int, env_list, env_path, env_port, env_queues, env_str
 from config.queues import QueueSpec, celery_queues, celery_routes, longest_time_limit, queues_check
+from config.secrets import mask
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 _env = os.environ
 
 # --- Core -----------------------------------------------------------------------------------------
-DEBUG = env_bool(_env, "DEBUG", True)
+# Off unless set: an env file that forgets DEBUG starts a production server, not a debug one. `make run`,
+# `make test` and the other make targets set DEBUG=true for a laptop (Makefile).
+DEBUG = env_bool(_env, "DEBUG", False)
 
 if DEBUG:
     # Good enough for a laptop, never for a server: with DEBUG off SECRET_KEY has no default.
     SECRET_KEY = env_str(_env, "SECRET_KEY", "django-insecure-kiln-development-only")
     ALLOWED_HOSTS = env_list(_env, "ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 else:
-    SECRET_KEY = env_str(_env, "SECRET_KEY")
-    ALLOWED_HOSTS = env_list(_env, "ALLOWED_HOSTS")
+    _production = " (DEBUG is off, as it is unless set: set DEBUG=true on a laptop, as `make run` does)"
+    SECRET_KEY = env_str(_env, "SECRET_KEY", "")
+    if not SECRET_KEY:
+        raise ImproperlyConfigured("SECRET_KEY must be set" + _production)
+    ALLOWED_HOSTS = env_list(_env, "ALLOWED_HOSTS", [])
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("ALLOWED_HOSTS must be set (a comma-separated list)" + _production)
 
 TIME_ZONE = env_str(_env, "TIME_ZONE", "UTC")
 if TIME_ZONE not in zoneinfo.available_timezones():
@@ -94,7 +103,7 @@ try:
         env_str(_env, "DATABASE_URL", _default_database_url), conn_max_age=60, conn_health_checks=True
     )
 except (ValueError, KeyError) as exc:
-    raise ImproperlyConfigured(f"DATABASE_URL cannot be read: {exc}") from None
+    raise ImproperlyConfigured(f"DATABASE_URL cannot be read: {mask(str(exc))}") from None
 if _database["ENGINE"] == "django.db.backends.sqlite3":
     # Web, workers and beat write one SQLite file at once: WAL lets readers go on during a write,
     # IMMEDIATE takes the write lock at BEGIN (no deadlock on lock upgrade) and the timeout waits for it
@@ -116,8 +125,15 @@ KILN_EMBEDDED_REDIS = not _env.get("REDIS_URL")
 REDIS_URL = env_str(_env, "REDIS_URL", f"redis+socket://{KILN_REDIS_SOCKET}")
 if REDIS_URL.split("://", 1)[0] not in {"redis", "rediss", "redis+socket"}:
     raise ImproperlyConfigured(
-        f"REDIS_URL must start with redis://, rediss:// or redis+socket://, got {REDIS_URL!r}"
+        f"REDIS_URL must start with redis://, rediss:// or redis+socket://, got {mask(REDIS_URL)!r}"
     )
+try:
+    # A port that is not a number would pass here and fail at the first connection, in a worker's log.
+    _redis_port = urllib.parse.urlsplit(REDIS_URL).port
+except ValueError:
+    raise ImproperlyConfigured(
+        f"REDIS_URL has a port that is not a number between 0 and 65535: {mask(REDIS_URL)!r}"
+    ) from None
 
 # --- Apps -----------------------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -286,10 +302,18 @@ if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(
         f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}"
     )
+# Credentials never appear in clear in a debug page, an error mail or a log line (config/secrets.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.secrets.ExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "config.secrets.ExceptionReporter"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {
+            "()": "config.secrets.MaskingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

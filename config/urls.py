@@ -28,7 +28,10 @@ urlpatterns = [
 if settings.DEBUG:
     # In production nginx serves /static/ and /media/; under `make run` (DEBUG) gunicorn serves them.
     urlpatterns += staticfiles_urlpatterns()
-    # Renditions only: originals keep their metadata (GPS included) and are never served.
+    # Renditions only: originals keep their metadata (GPS included) and are never served. The document
+    # root is the renditions folder itself, so no path (`..`, encoded or not) can reach out of it.
     urlpatterns += [
-        re_path(r"^media/(?P<path>renditions/.*)$", serve, {"document_root": settings.MEDIA_ROOT})
+        re_path(
+            r"^media/renditions/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT / "renditions"}
+        )
     ]

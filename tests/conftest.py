@@ -6,6 +6,7 @@ import pytest
 
 from tests.support.broker import Probe, empty_broker
 from tests.support.processes import RedisServer, start_redis
+from tests.support.stack import ADMIN_PASSWORD, Stack, running_stack
 
 NO_BROKER = "redis+socket:///nonexistent/kiln-tests-have-no-broker.sock"
 
@@ -35,6 +36,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = start_redis(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One running stack (`manage.py kiln run`) shared by the end-to-end tests that ask for it."""
+    with running_stack(
+        tmp_path_factory.mktemp("e2e") / "var", DJANGO_SUPERUSER_PASSWORD=ADMIN_PASSWORD
+    ) as stack:
+        stack.wait_until_running()
+        yield stack
 
 
 @pytest.fixture

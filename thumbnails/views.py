@@ -71,11 +71,29 @@ def image_detail_api(request: HttpRequest, pk: int) -> JsonResponse:
 def image_list_api(request: HttpRequest) -> JsonResponse:
     """Statuses of several images at once (`?ids=1,2,3`): what the report page polls."""
     try:
-        ids = [int(part) for part in request.GET.get("ids", "").split(",") if part][:200]
-    except ValueError:
-        return JsonResponse({"error": "ids must be a comma-separated list of integers"}, status=400)
+        ids = ids_parse(request.GET.get("ids", ""))
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
     images = Image.objects.prefetch_related("renditions").filter(pk__in=ids)
     return JsonResponse({"images": [image_status(image, request) for image in images]})
+
+
+MAX_IDS = 200
+# The largest id a database column holds (a signed 64-bit integer): SQLite refuses a larger one outright.
+MAX_ID = 2**63 - 1
+
+
+def ids_parse(text: str) -> list[int]:
+    """`1,2,3` into ids; ValueError with a message for the caller on anything else."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if len(parts) > MAX_IDS:
+        raise ValueError(f"ids takes at most {MAX_IDS} ids at once")
+    ids = []
+    for part in parts:
+        if not (part.isascii() and part.isdigit()) or not 0 < int(part) <= MAX_ID:
+            raise ValueError("ids must be a comma-separated list of positive integers")
+        ids.append(int(part))
+    return ids
 
 
 @accepts_uploads

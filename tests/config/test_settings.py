@@ -23,9 +23,15 @@ SETTINGS_VARIABLES = [
 ]  # fmt: skip
 
 
-def load_settings(code: str = PRINT_SETTINGS, **variables: str) -> subprocess.CompletedProcess[str]:
+def load_settings(code: str = PRINT_SETTINGS, **variables: str | None) -> subprocess.CompletedProcess[str]:
+    """Settings in a fresh interpreter: DEBUG=true as on a laptop unless given; a variable given as None is unset."""
     environ = {k: v for k, v in os.environ.items() if k not in SETTINGS_VARIABLES}
-    environ.update(DJANGO_SETTINGS_MODULE="config.settings", **variables)
+    environ.update(DJANGO_SETTINGS_MODULE="config.settings", DEBUG="true")
+    for name, value in variables.items():
+        if value is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = value
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=REPO,
@@ -44,6 +50,16 @@ def test_defaults_use_sqlite_and_the_embedded_redis_socket_never_port_6379() -> 
     assert broker == "redis+socket:///tmp/kiln-settings-test/run/redis.sock"
     assert "6379" not in broker
     assert debug == "True"
+
+
+def test_debug_is_off_unless_set_so_a_forgotten_variable_never_starts_a_debug_server() -> None:
+    result = load_settings(DEBUG=None, SECRET_KEY="s3cret-from-the-env-file", ALLOWED_HOSTS="kiln.example")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[2] == "False"
+    # And with nothing set at all, start-up stops and says why, instead of running with a development key.
+    result = load_settings(DEBUG=None)
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set (DEBUG is off, as it is unless set" in result.stderr
 
 
 def test_database_url_and_redis_url_switch_to_postgresql_and_a_system_redis() -> None:

@@ -9,9 +9,8 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.integration.conftest import ADMIN_PASSWORD
 from tests.support.browser import RETRY_ON, text_of
-from tests.support.stack import Stack
+from tests.support.stack import ADMIN_PASSWORD, Stack
 
 pytestmark = pytest.mark.processes
 

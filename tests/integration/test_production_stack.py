@@ -30,14 +30,13 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.integration.conftest import ADMIN_PASSWORD
 from tests.support.broker import Probe, SocketRedis
 from tests.support.browser import RETRY_ON, text_of
 from tests.support.http_client import MB, Client, post_streamed
 from tests.support.nginx import NginxHarness, Site, nginx_binary, render_kiln_conf
 from tests.support.probe_tasks import FINISHED_KEY, RECORDS_KEY
 from tests.support.processes import PROBE_TASKS, free_port, wait_for
-from tests.support.stack import Stack, multipart, running_stack
+from tests.support.stack import ADMIN_PASSWORD, Stack, multipart, running_stack
 from tests.thumbnails.images import jpeg_bytes
 
 pytestmark = pytest.mark.processes

@@ -14,6 +14,9 @@ from pathlib import Path
 from blueprint.stack import programs
 from tests.support.processes import REPO, stack_environment, stop_process, wait_for
 
+# The admin's password in the stacks tests start (DJANGO_SUPERUSER_PASSWORD).
+ADMIN_PASSWORD = "kiln-integration-admin"
+
 
 def run_manage(environ: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
