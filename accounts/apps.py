@@ -6,3 +6,6 @@ class AccountsConfig(AppConfig):
 
     name = "accounts"
     verbose_name = "Accounts and API tokens"
+
+    def ready(self) -> None:
+        from accounts import throttle  # noqa: F401 - connects the lockout receiver

@@ -11,6 +11,7 @@ import getpass
 import os
 import urllib.parse
 import zoneinfo
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -144,6 +145,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    "axes",
     # Kiln's apps; the arrows point one way (docs/architecture.md): reports -> thumbnails; reports,
     # thumbnails, jobs -> purge (registration only); jobs -> broker (a plain package, not an app).
     "accounts",
@@ -162,6 +164,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page (accounts/throttle.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -217,6 +221,27 @@ SESSION_COOKIE_SECURE = KILN_TLS
 CSRF_COOKIE_SECURE = KILN_TLS
 SECURE_SSL_REDIRECT = KILN_TLS
 SECURE_HSTS_SECONDS = 365 * 24 * 3600 if KILN_TLS else 0
+
+# --- Logins: throttled by django-axes (accounts/throttle.py) -------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out (username, address) before the password is even checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+KILN_LOGIN_FAILURE_LIMIT = env_int(_env, "KILN_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=100)
+KILN_LOGIN_LOCKOUT_MINUTES = env_int(_env, "KILN_LOGIN_LOCKOUT_MINUTES", 15, minimum=1, maximum=7 * 24 * 60)
+AXES_FAILURE_LIMIT = KILN_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=KILN_LOGIN_LOCKOUT_MINUTES)
+# Per username *and* address: a guesser is stopped, while nobody can lock a colleague out from elsewhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.throttle.lockout_response"
+# What the attempt records keep of a request: never the password field (axes' default), nor a token.
+AXES_SENSITIVE_PARAMETERS = ["password", "token", "csrfmiddlewaretoken"]
+# axes logs every attempt at INFO by default; Kiln logs the lockouts (accounts/throttle.py).
+AXES_VERBOSE = False
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "reports:list"

@@ -292,3 +292,20 @@ def test_flower_metrics_and_api_are_not_reachable_through_nginx_for_anyone(
 
 def test_the_auth_endpoint_is_internal_to_nginx(proxy: Proxy) -> None:
     assert proxy.client().request("GET", "/jobs/flower-auth/").status == 404
+
+
+# Last in this module: it spends the login rate limit of the address every test here comes from.
+def test_nginx_limits_login_posts_per_address_and_leaves_the_form_alone(proxy: Proxy) -> None:
+    """One address spraying usernames (which django-axes, counting per username and address, would not
+    stop) gets nginx's 429 after a burst; the login page itself still loads."""
+    client = proxy.client()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Origin": client.origin}
+    statuses = [
+        client.request("POST", path, f"username=user{n}&password=guess".encode(), headers).status
+        for n in range(30)
+        for path in ("/accounts/login/", "/admin/login/")
+    ]
+    assert 403 in statuses[:10]  # Django's answer (no CSRF token): these got through
+    assert statuses[-20:] == [429] * 20
+    assert client.request("GET", "/accounts/login/").status == 200
+    assert client.request("GET", "/admin/login/").status == 200

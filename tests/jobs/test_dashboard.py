@@ -22,7 +22,7 @@ def test_anonymous_users_are_sent_to_the_admin_login(client) -> None:
 
 def test_staff_without_the_permission_get_403(client, django_user_model) -> None:
     django_user_model.objects.create_user("staff", password="pw", is_staff=True)
-    client.login(username="staff", password="pw")
+    client.force_login(django_user_model.objects.get(username="staff"))
     assert client.get(URL).status_code == 403
     assert client.get(URL + "data/").status_code == 403
 
@@ -32,7 +32,7 @@ def test_an_operator_sees_the_page_and_its_data(client, operator, app_broker) ->
         task_id="f1", task_name="probe.fail", queue="high", state="failed", finished_at=timezone.now(),
         exception_type="ValueError", exception_message="boom\nsecond line",
     )  # fmt: skip
-    client.login(username="operator", password="pw")
+    client.force_login(operator)
     page = client.get(URL)
     assert page.status_code == 200
     assert b"Jobs dashboard" in page.content
@@ -45,7 +45,7 @@ def test_an_operator_sees_the_page_and_its_data(client, operator, app_broker) ->
 
 
 def test_buttons_need_their_own_permissions_and_are_audited(client, operator, app_broker) -> None:
-    client.login(username="operator", password="pw")
+    client.force_login(operator)
     assert client.post(URL + "action/", {"action": "pause", "queue": "default"}).status_code == 403
     assert kiln_broker.paused_queues() == set()
 
@@ -64,7 +64,7 @@ def test_buttons_need_their_own_permissions_and_are_audited(client, operator, ap
 
 def test_the_dashboard_refuses_unknown_queues(client, operator, app_broker) -> None:
     grant(operator, "operate_queues")
-    client.login(username="operator", password="pw")
+    client.force_login(operator)
     response = client.post(URL + "action/", {"action": "pause", "queue": "nope"}, follow=True)
     assert "unknown queue" in response.content.decode().lower()
     assert kiln_broker.paused_queues() == set()
@@ -75,7 +75,7 @@ def test_flush_from_the_dashboard_needs_the_word_typed_and_is_audited(client, op
         task_id="f2", task_name="probe.fail", queue="high", state="failed", finished_at=timezone.now()
     )
     grant(operator, "retry_job")
-    client.login(username="operator", password="pw")
+    client.force_login(operator)
     client.post(URL + "action/", {"action": "flush"})
     assert Job.objects.filter(task_id="f2").exists()
     client.post(URL + "action/", {"action": "flush", "confirm": "flush"})
