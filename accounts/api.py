@@ -57,3 +57,21 @@ def _unauthorized(message: str) -> JsonResponse:
     response = JsonResponse({"error": message}, status=401)
     response["WWW-Authenticate"] = 'Bearer realm="kiln"'
     return response
+
+
+MAX_IDS = 200
+# The largest id a database column holds (a signed 64-bit integer): SQLite refuses a larger one outright.
+MAX_ID = 2**63 - 1
+
+
+def ids_parse(text: str) -> list[int]:
+    """`1,2,3` into ids; ValueError with a message for the caller on anything else."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if len(parts) > MAX_IDS:
+        raise ValueError(f"ids takes at most {MAX_IDS} ids at once")
+    ids = []
+    for part in parts:
+        if not (part.isascii() and part.isdigit()) or len(part) > 19 or not 0 < int(part) <= MAX_ID:
+            raise ValueError("ids must be a comma-separated list of positive integers")
+        ids.append(int(part))
+    return ids

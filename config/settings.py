@@ -341,6 +341,8 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # django-axes notes every login at INFO; Kiln logs the lockouts itself (accounts/throttle.py).
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 
 # --- Celery ---------------------------------------------------------------------------------------

@@ -13,8 +13,11 @@ class ReportImageInline(admin.TabularInline):
 
 @admin.register(Report)
 class ReportAdmin(admin.ModelAdmin):
-    list_display = ("name", "created_by", "created_at")
-    search_fields = ("name",)
+    list_display = ("name", "owner", "created_at")
+    list_filter = ("shared_with",)
+    search_fields = ("name", "owner__username")
+    raw_id_fields = ("owner",)
+    filter_horizontal = ("shared_with",)
     inlines = [ReportImageInline]
 
 

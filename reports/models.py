@@ -7,15 +7,28 @@ from django.utils import timezone
 
 
 class Report(models.Model):
-    name = models.CharField(max_length=200, unique=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    """A set of images. Its owner and the members of the groups it is shared with see it and upload to it;
+    staff see every report (reports/selectors.py)."""
+
+    name = models.CharField(max_length=200)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reports_owned",
+        help_text="who created it; without an owner only staff see it",
+    )
+    shared_with = models.ManyToManyField(
+        "auth.Group", blank=True, related_name="reports", help_text="their members see it and upload to it"
     )
     created_at = models.DateTimeField(default=timezone.now)
     images = models.ManyToManyField("thumbnails.Image", through="ReportImage", related_name="reports")
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # Per owner: a global constraint would tell one user the names of another's reports.
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="report_name_once_per_owner")]
 
     def __str__(self) -> str:
         return self.name

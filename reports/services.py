@@ -3,21 +3,31 @@ from __future__ import annotations
 from django.db import transaction
 
 from reports.models import Report, ReportHistoryRecord, ReportImage
+from reports.selectors import reports_visible
 from thumbnails import services as thumbnails
 from thumbnails.models import Image
 
 
 def report_resolve(ref: str, user) -> Report:
-    """A report by id (it must exist) or by name (created if new): how uploads name their report."""
+    """A report by id (one the user sees) or by name (the user's own, else one shared with them, else a new
+    one of their own): how uploads name their report. A report the user may not see is "no report", 404,
+    exactly like one that does not exist."""
     ref = ref.strip().replace("\x00", "")
+    visible = reports_visible(user) if user is not None else Report.objects.all()  # None: a command
     if ref.isascii() and ref.isdecimal():
-        report = Report.objects.filter(pk=int(ref)).first()
+        report = visible.filter(pk=int(ref)).first() if len(ref) <= 18 else None
         if report is None:
-            raise thumbnails.UploadRejected(f"no report with id {ref}")
+            raise thumbnails.UploadRejected(f"no report with id {ref}", status=404)
         return report
-    if not ref:
+    name = ref[:200]
+    if not name:
         raise thumbnails.UploadRejected("the report name is empty")
-    report, _created = Report.objects.get_or_create(name=ref[:200], defaults={"created_by": user})
+    report = (
+        visible.filter(name=name, owner=user).first()
+        or visible.filter(name=name).order_by("created_at", "pk").first()
+    )
+    if report is None:
+        report, _created = Report.objects.get_or_create(name=name, owner=user)
     return report
 
 

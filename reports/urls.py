@@ -10,4 +10,5 @@ urlpatterns = [
     path("", views.report_list, name="list"),
     path("<int:pk>/", views.report_detail, name="detail"),
     path("<int:pk>/upload/", views.report_upload, name="upload"),
+    path("<int:pk>/sharing/", views.report_sharing, name="sharing"),
 ]

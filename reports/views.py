@@ -2,13 +2,17 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from reports import services
 from reports.models import Report
+from reports.selectors import reports_visible
 from thumbnails import services as thumbnails
 from thumbnails.views import accepts_uploads
 
@@ -21,26 +25,67 @@ def report_list(request: HttpRequest) -> HttpResponse:
             messages.error(request, "Give the report a name.")
             return redirect("reports:list")
         try:
-            report = Report.objects.create(name=name[:200], created_by=request.user)
+            with transaction.atomic():
+                report = Report.objects.create(name=name[:200], owner=request.user)
         except IntegrityError:
-            messages.error(request, f"A report named {name!r} exists already.")
+            messages.error(request, f"You have a report named {name!r} already.")
             return redirect("reports:list")
         return redirect(report)
-    return render(request, "reports/report_list.html", {"reports": Report.objects.all()[:200]})
+    return render(
+        request,
+        "reports/report_list.html",
+        {"reports": reports_visible(request.user).select_related("owner")[:200]},
+    )
 
 
 @login_required
 def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    report = get_object_or_404(Report, pk=pk)
+    # Another user's report is "not found", never "forbidden": its existence is not theirs to learn.
+    report = get_object_or_404(reports_visible(request.user), pk=pk)
     images = services.report_render(report=report, user=request.user)
-    return render(request, "reports/report_detail.html", {"report": report, "images": images})
+    context = {
+        "report": report,
+        "images": images,
+        "shared_with": list(report.shared_with.order_by("name")),
+        "can_share": report_can_share(report, request.user),
+        "groups": sharing_choices(report, request.user),
+    }
+    return render(request, "reports/report_detail.html", context)
+
+
+def report_can_share(report: Report, user) -> bool:
+    return user.is_staff or (report.owner_id is not None and report.owner_id == user.pk)
+
+
+def sharing_choices(report: Report, user):
+    """The groups the sharing form offers: the user's own (staff: every group) and those the report is
+    shared with already (an owner can always stop sharing, even with a group they left)."""
+    if user.is_staff:
+        return Group.objects.order_by("name")
+    return Group.objects.filter(
+        Q(pk__in=user.groups.values("pk")) | Q(pk__in=report.shared_with.values("pk"))
+    ).order_by("name")
+
+
+@login_required
+@require_POST
+def report_sharing(request: HttpRequest, pk: int) -> HttpResponse:
+    """The owner (or staff) chooses the groups whose members see the report and upload to it."""
+    report = get_object_or_404(reports_visible(request.user), pk=pk)
+    if not report_can_share(report, request.user):
+        raise PermissionDenied
+    chosen = [int(v) for v in request.POST.getlist("groups") if v.isascii() and v.isdigit() and len(v) <= 18]
+    report.shared_with.set(sharing_choices(report, request.user).filter(pk__in=chosen))
+    names = ", ".join(group.name for group in report.shared_with.order_by("name")) or "nobody"
+    messages.success(request, f"Shared with {names}.")
+    return redirect(report)
 
 
 @accepts_uploads
 @login_required
 @require_POST
 def report_upload(request: HttpRequest, pk: int) -> HttpResponse:
-    report = get_object_or_404(Report, pk=pk)
+    report = get_object_or_404(reports_visible(request.user), pk=pk)
     files = request.FILES.getlist("files")
     if not files:
         messages.error(request, "Choose one or more images to upload.")

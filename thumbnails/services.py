@@ -11,7 +11,7 @@ from celery import current_app
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -46,6 +46,27 @@ IMAGE_OWNERS: dict[str, ImageOwner] = {}
 
 def image_owner_register(field: str, attach: ImageOwner) -> None:
     IMAGE_OWNERS[field] = attach
+
+
+# Who sees an image: its uploader, staff, and whoever an app above grants it to (reports: the users who
+# see a report that holds it). Each registered function returns the condition for one user.
+IMAGE_VISIBILITY: list[Callable[[object], Q]] = []
+
+
+def image_visibility_register(condition: Callable[[object], Q]) -> None:
+    IMAGE_VISIBILITY.append(condition)
+
+
+def images_visible(user) -> QuerySet[Image]:
+    if not user.is_authenticated or not user.is_active:
+        return Image.objects.none()
+    if user.is_staff:
+        return Image.objects.all()
+    condition = Q(uploaded_by=user)
+    for granted in IMAGE_VISIBILITY:
+        condition |= granted(user)
+    # Through a subquery: an image in two visible reports is still one row.
+    return Image.objects.filter(pk__in=Image.objects.filter(condition).values("pk"))
 
 
 def image_create(

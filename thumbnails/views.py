@@ -6,7 +6,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.api import api_view
+from accounts.api import api_view, ids_parse
 from thumbnails import services
 from thumbnails.models import Image
 from thumbnails.storage import url as storage_url
@@ -61,7 +61,8 @@ def image_upload_api(request: HttpRequest) -> JsonResponse:
 
 @api_view("GET", "HEAD")
 def image_detail_api(request: HttpRequest, pk: int) -> JsonResponse:
-    image = Image.objects.prefetch_related("renditions").filter(pk=pk).first()
+    # An image the caller may not see answers exactly like one that does not exist.
+    image = services.images_visible(request.user).prefetch_related("renditions").filter(pk=pk).first()
     if image is None:
         return JsonResponse({"error": f"no image {pk}"}, status=404)
     return JsonResponse(image_status(image, request))
@@ -74,26 +75,8 @@ def image_list_api(request: HttpRequest) -> JsonResponse:
         ids = ids_parse(request.GET.get("ids", ""))
     except ValueError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
-    images = Image.objects.prefetch_related("renditions").filter(pk__in=ids)
+    images = services.images_visible(request.user).prefetch_related("renditions").filter(pk__in=ids)
     return JsonResponse({"images": [image_status(image, request) for image in images]})
-
-
-MAX_IDS = 200
-# The largest id a database column holds (a signed 64-bit integer): SQLite refuses a larger one outright.
-MAX_ID = 2**63 - 1
-
-
-def ids_parse(text: str) -> list[int]:
-    """`1,2,3` into ids; ValueError with a message for the caller on anything else."""
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    if len(parts) > MAX_IDS:
-        raise ValueError(f"ids takes at most {MAX_IDS} ids at once")
-    ids = []
-    for part in parts:
-        if not (part.isascii() and part.isdigit()) or not 0 < int(part) <= MAX_ID:
-            raise ValueError("ids must be a comma-separated list of positive integers")
-        ids.append(int(part))
-    return ids
 
 
 @accepts_uploads

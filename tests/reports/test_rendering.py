@@ -19,6 +19,10 @@ def browser(client: Client) -> Client:
     return client
 
 
+def grace():
+    return get_user_model().objects.get(username="grace")
+
+
 @pytest.fixture
 def sent(monkeypatch) -> list:
     calls: list = []
@@ -39,7 +43,7 @@ def add_image(report: Report, color: tuple[int, int, int]) -> Image:
 def test_rendering_records_who_looked_and_dispatches_only_images_without_current_renditions(
     browser: Client, media_root, sent: list
 ) -> None:
-    report = Report.objects.create(name="Roof")
+    report = Report.objects.create(name="Roof", owner=grace())
     ready = add_image(report, (10, 10, 10))
     services.rendition_generate(image_id=ready.pk)
     never_sent = add_image(report, (20, 20, 20))
@@ -64,7 +68,7 @@ def test_rendering_records_who_looked_and_dispatches_only_images_without_current
 def test_a_rendition_file_gone_from_storage_is_made_again_on_render(
     browser: Client, media_root, sent: list
 ) -> None:
-    report = Report.objects.create(name="Garden")
+    report = Report.objects.create(name="Garden", owner=grace())
     image = add_image(report, (40, 40, 40))
     services.rendition_generate(image_id=image.pk)
     (media_root / image.rendition_map["thumb"].file).unlink()
@@ -77,7 +81,7 @@ def test_a_rendition_file_gone_from_storage_is_made_again_on_render(
 def test_the_upload_form_takes_several_files_and_says_which_were_refused(
     browser: Client, media_root, sent
 ) -> None:
-    report = Report.objects.create(name="Kitchen")
+    report = Report.objects.create(name="Kitchen", owner=grace())
     files = [ContentFile(jpeg_bytes(), name="one.jpg"), ContentFile(b"", name="empty.jpg")]
     response = browser.post(f"/reports/{report.pk}/upload/", {"files": files}, follow=True)
     assert report.images.count() == 1

@@ -26,6 +26,7 @@ HOSTILE = [
     "1,,x,-2",
     "ünïcødé ✓ 名前",
     "A" * 5000,
+    "9" * 5000,
     "' OR 1=1 --",
     "../../../etc/passwd",
     "\x00",
@@ -94,7 +95,7 @@ def users(django_user_model):
     staff = django_user_model.objects.create_superuser("fuzz-staff", "staff@example.com", "pw-1", pk=1000)
     user = django_user_model.objects.create_user("fuzz-user", "user@example.com", "pw-2", pk=1001)
     # Id 1 of the main objects exists, so detail pages are fuzzed past their lookup too.
-    report = Report.objects.create(name="fuzzed", created_by=user)
+    report = Report.objects.create(name="fuzzed", owner=user)
     image = Image.objects.create(
         original="originals/00/x", original_name="x.jpg", content_hash="0" * 64, byte_size=1
     )

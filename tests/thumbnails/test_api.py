@@ -70,8 +70,8 @@ def test_a_script_uploads_with_its_token_and_polls_the_status_url(
     assert set(ready["renditions"]) == {"thumb", "preview"}
 
 
-def test_an_upload_can_name_its_report_by_id_or_by_name(client: Client, token: str, media_root) -> None:
-    report = Report.objects.create(name="Site visit")
+def test_an_upload_can_name_its_report_by_id_or_by_name(client: Client, user, token: str, media_root) -> None:
+    report = Report.objects.create(name="Site visit", owner=user)
     by_id = client.post("/api/images/", {"file": photo("a.jpg"), "report": str(report.pk)}, **bearer(token))
     by_name = client.post("/api/images/", {"file": photo("b.jpg"), "report": "New report"}, **bearer(token))
     assert by_id.status_code == by_name.status_code == 202
@@ -79,8 +79,9 @@ def test_an_upload_can_name_its_report_by_id_or_by_name(client: Client, token: s
     assert Report.objects.get(name="New report").images.get().pk == by_name.json()["id"]
 
     missing = client.post("/api/images/", {"file": photo("c.jpg"), "report": "99999"}, **bearer(token))
-    assert missing.status_code == 400
+    assert missing.status_code == 404
     assert missing.json()["error"] == "no report with id 99999"
+    assert Report.objects.get(name="New report").owner == user
 
 
 def test_an_oversized_upload_gets_413_and_nothing_is_stored(
