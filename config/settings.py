@@ -251,6 +251,16 @@ LOGIN_REDIRECT_URL = "reports:list"
 # the upload locations must agree (`deploy/`).
 KILN_UPLOAD_MAX_MB = env_int(_env, "KILN_UPLOAD_MAX_MB", 25, minimum=1)
 KILN_UPLOAD_MAX_BYTES = KILN_UPLOAD_MAX_MB * 1024 * 1024
+# Per-user upload limits (not for users with thumbnails.upload_without_limits, superusers included): past
+# one, an upload answers 429 with Retry-After. Counted from the database, so every web process agrees.
+KILN_UPLOADS_PER_MINUTE = env_int(_env, "KILN_UPLOADS_PER_MINUTE", 30, minimum=1)
+KILN_UPLOAD_MB_PER_HOUR = env_int(_env, "KILN_UPLOAD_MB_PER_HOUR", 2048, minimum=1)
+KILN_UPLOAD_MEGAPIXELS_PER_HOUR = env_int(_env, "KILN_UPLOAD_MEGAPIXELS_PER_HOUR", 3000, minimum=1)
+# A file with more pixels than this per byte is refused at upload (its header is read, nothing decoded):
+# real photos carry 2 to 20, a flat-colour 49 MP PNG of 140 KB about 350. Images up to
+# KILN_UPLOAD_PLAUSIBLE_FREE_MEGAPIXELS are never refused for it (icons, diagrams, screenshots).
+KILN_UPLOAD_MAX_PIXELS_PER_BYTE = env_int(_env, "KILN_UPLOAD_MAX_PIXELS_PER_BYTE", 100, minimum=1)
+KILN_UPLOAD_PLAUSIBLE_FREE_MEGAPIXELS = env_int(_env, "KILN_UPLOAD_PLAUSIBLE_FREE_MEGAPIXELS", 4, minimum=0)
 # Checked from the header before decoding: a decompression bomb fails without allocating its pixels.
 KILN_IMAGE_MAX_MEGAPIXELS = env_int(_env, "KILN_IMAGE_MAX_MEGAPIXELS", 50, minimum=1)
 # Address-space cap of each worker pool process: a file that would need more fails as an error (a

@@ -90,7 +90,7 @@ def report_upload(request: HttpRequest, pk: int) -> HttpResponse:
     if not files:
         messages.error(request, "Choose one or more images to upload.")
     created = []
-    for upload in files:
+    for position, upload in enumerate(files):
         try:
             image = thumbnails.image_create(
                 upload=upload,
@@ -101,6 +101,11 @@ def report_upload(request: HttpRequest, pk: int) -> HttpResponse:
             )
         except thumbnails.UploadRejected as exc:
             messages.error(request, f"{upload.name}: {exc.reason}")
+            if exc.retry_after is not None:
+                left = len(files) - position - 1
+                if left:
+                    messages.error(request, f"{left} more file(s) not uploaded: the same limit applies.")
+                break
         else:
             created.append(image.pk)
     if created:

@@ -226,6 +226,20 @@ def open_image(
         yield image
 
 
+def probe_size(fp: BinaryIO) -> tuple[int, int] | None:
+    """(width, height) from the header alone, for the upload's checks; None when it cannot be read (the
+    worker then fails the image with its reason). Never decodes, never raises, leaves `fp` at 0."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(fp, formats=_PILLOW_FORMATS) as image:
+                return image.size
+    except Exception:
+        return None
+    finally:
+        fp.seek(0)
+
+
 @contextmanager
 def _binary(source: str | os.PathLike[str] | BinaryIO) -> Iterator[BinaryIO]:
     if isinstance(source, str | os.PathLike):

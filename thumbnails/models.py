@@ -38,6 +38,9 @@ class Image(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # The per-user upload limits count a user's recent uploads (services.upload_quota_check).
+        indexes = [models.Index(fields=["uploaded_by", "created_at"], name="image_uploads_by_user")]
+        permissions = [("upload_without_limits", "Can upload without the per-user limits")]
 
     def __str__(self) -> str:
         return f"{self.original_name} ({self.status})"

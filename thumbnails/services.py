@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -30,12 +31,82 @@ MAX_ATTEMPTS = 6
 
 
 class UploadRejected(Exception):
-    """The upload is refused before anything is stored; `reason` is for the uploader."""
+    """The upload is refused before anything is stored; `reason` is for the uploader. A refusal for a limit
+    that lifts with time (429) says when, in seconds, in `retry_after`."""
 
-    def __init__(self, reason: str, status: int = 400) -> None:
+    def __init__(self, reason: str, status: int = 400, retry_after: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.retry_after = retry_after
+
+
+# Users with this permission (superusers have all) upload without the per-user limits: operators and
+# the service accounts that feed Kiln in bulk.
+UNLIMITED_PERMISSION = "thumbnails.upload_without_limits"
+
+
+def upload_quota_check(*, user, byte_size: int, pixels: int) -> None:
+    """Per-user limits, counted from the database (so every web process and host agrees): uploads in the
+    last minute, bytes and megapixels in the last hour. Raises UploadRejected(429) with the seconds until
+    this upload would fit."""
+    if user is None or not user.is_authenticated or user.has_perm(UNLIMITED_PERMISSION):
+        return
+    now = timezone.now()
+    minute = list(
+        Image.objects.filter(uploaded_by=user, created_at__gt=now - timedelta(minutes=1))
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+    )
+    limit = settings.KILN_UPLOADS_PER_MINUTE
+    if len(minute) >= limit:
+        wait = _seconds_until(minute[len(minute) - limit] + timedelta(minutes=1), now)
+        raise UploadRejected(
+            f"too many uploads: at most {limit} a minute; try again in {wait} s", status=429, retry_after=wait
+        )
+    hour = list(
+        Image.objects.filter(uploaded_by=user, created_at__gt=now - timedelta(hours=1))
+        .order_by("created_at")
+        .values_list("created_at", "byte_size", "width", "height")
+    )
+    budgets = (
+        ("MB", settings.KILN_UPLOAD_MB_PER_HOUR, 1_048_576, byte_size, lambda row: row[1]),
+        (
+            "megapixels",
+            settings.KILN_UPLOAD_MEGAPIXELS_PER_HOUR,
+            1_000_000,
+            pixels,
+            lambda row: (row[2] or 0) * (row[3] or 0),
+        ),
+    )
+    for unit, limit, scale, this, amount in budgets:
+        used = sum(amount(row) for row in hour)
+        if used + this <= limit * scale:
+            continue
+        # The moment enough of the last hour's uploads have aged out for this one to fit.
+        excess, wait = used + this - limit * scale, 3600
+        for row in hour:
+            excess -= amount(row)
+            if excess <= 0:
+                wait = _seconds_until(row[0] + timedelta(hours=1), now)
+                break
+        raise UploadRejected(
+            f"upload limit reached: at most {limit:,} {unit} an hour; try again in {wait} s",
+            status=429,
+            retry_after=wait,
+        )
+
+
+def _seconds_until(moment, now) -> int:
+    return max(1, math.ceil((moment - now).total_seconds()))
+
+
+def pixels_plausible(*, pixels: int, byte_size: int) -> bool:
+    """A photo of N pixels takes some bytes: a 49 MP PNG of 140 KB is a flat colour sent to cost a worker
+    its decoding time. Small images (icons, diagrams) are always fine."""
+    if pixels <= settings.KILN_UPLOAD_PLAUSIBLE_FREE_MEGAPIXELS * 1_000_000:
+        return True
+    return pixels <= byte_size * settings.KILN_UPLOAD_MAX_PIXELS_PER_BYTE
 
 
 # Apps above thumbnails (reports) attach uploaded images to their own objects. They register here
@@ -88,6 +159,15 @@ def image_create(
             f"the file is {size / 1_048_576:.1f} MB; the limit is {settings.KILN_UPLOAD_MAX_MB} MB",
             status=413,
         )
+    dimensions = imaging.probe_size(upload)
+    pixels = dimensions[0] * dimensions[1] if dimensions else 0
+    if not pixels_plausible(pixels=pixels, byte_size=size):
+        raise UploadRejected(
+            f"the file is {size / 1024:,.0f} KB for {pixels / 1_000_000:.0f} megapixels: too small to be a photo "
+            f"of that size (at most {settings.KILN_UPLOAD_MAX_PIXELS_PER_BYTE} pixels per byte above "
+            f"{settings.KILN_UPLOAD_PLAUSIBLE_FREE_MEGAPIXELS} MP)"
+        )
+    upload_quota_check(user=uploaded_by, byte_size=size, pixels=pixels)
     digest = hashlib.sha256()
     for chunk in upload.chunks():
         digest.update(chunk)
@@ -105,6 +185,9 @@ def image_create(
             content_hash=content_hash,
             byte_size=size,
             uploaded_by=uploaded_by,
+            # From the header, for the per-user megapixel budget; the worker confirms them.
+            width=dimensions[0] if dimensions else None,
+            height=dimensions[1] if dimensions else None,
         )
         for field, value in (owners or {}).items():
             IMAGE_OWNERS[field](image, value, uploaded_by)

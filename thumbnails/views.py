@@ -54,7 +54,10 @@ def image_upload_api(request: HttpRequest) -> JsonResponse:
             upload=upload, original_name=upload.name, uploaded_by=request.user, owners=owners
         )
     except services.UploadRejected as exc:
-        return JsonResponse({"error": exc.reason}, status=exc.status)
+        response = JsonResponse({"error": exc.reason}, status=exc.status)
+        if exc.retry_after is not None:
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     status_url = request.build_absolute_uri(reverse("thumbnails:image-detail", args=[image.pk]))
     return JsonResponse({"id": image.pk, "status": image.status, "status_url": status_url}, status=202)
 
