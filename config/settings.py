@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_admins, env_bool, env_int, env_list, env_path, env_port, env_queues, env_str
@@ -97,6 +98,9 @@ KILN_QUEUES = env_queues(
     ),
 )
 
+# The most processes an operator can scale one pool to at run time (dashboard, `jobs scale`).
+KILN_POOL_SCALE_MAX = env_int(_env, "KILN_POOL_SCALE_MAX", 32, minimum=1, maximum=1000)
+
 # --- Database -------------------------------------------------------------------------------------
 _default_database_url = f"sqlite:///{KILN_VAR_DIR / 'db.sqlite3'}"
 try:
@@ -146,6 +150,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_beat",
     "axes",
+    "csp",
     # Kiln's apps; the arrows point one way (docs/architecture.md): reports -> thumbnails; reports,
     # thumbnails, jobs -> purge (registration only); jobs -> broker (a plain package, not an app).
     "accounts",
@@ -158,6 +163,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -221,6 +228,25 @@ SESSION_COOKIE_SECURE = KILN_TLS
 CSRF_COOKIE_SECURE = KILN_TLS
 SECURE_SSL_REDIRECT = KILN_TLS
 SECURE_HSTS_SECONDS = 365 * 24 * 3600 if KILN_TLS else 0
+
+# --- Content-Security-Policy (django-csp) ----------------------------------------------------------------
+# Scripts and style sheets from the site itself, or inline with this response's nonce
+# (`nonce="{{ request.csp_nonce }}"` on each inline <script> and <style>); style attributes stay allowed
+# (the admin's widgets use them). No plugins, no framing, forms post to the site only. django-csp because it
+# adds a fresh nonce per response, which Django 5.2 alone does not.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    }
+}
 
 # --- Logins: throttled by django-axes (accounts/throttle.py) -------------------------------------------
 AUTHENTICATION_BACKENDS = [

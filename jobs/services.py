@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import current_app
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -202,6 +203,11 @@ def pool_scale(*, pool: str, processes: int, minimum: int | None = None, user: A
     `pool_shrink`. Until the pool restarts: its declared size comes back with it."""
     if processes < 1:
         raise OperationRefused("a pool needs at least 1 process")
+    if processes > settings.KILN_POOL_SCALE_MAX:
+        # A typo (1000 for 10) would fork a thousand processes on the server.
+        raise OperationRefused(
+            f"at most {settings.KILN_POOL_SCALE_MAX} processes per pool (KILN_POOL_SCALE_MAX), not {processes}"
+        )
     if minimum is not None and not 1 <= minimum <= processes:
         raise OperationRefused("the minimum must be between 1 and the number of processes")
     workers = [worker for worker in selectors.workers_report() if worker.pool == pool]

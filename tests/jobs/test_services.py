@@ -141,6 +141,7 @@ def test_pause_and_resume_keep_the_paused_set_in_the_broker_and_are_audited(app_
         (0, None, "a pool needs at least 1 process"),
         (4, 5, "the minimum must be between 1 and the number of processes"),
         (4, None, "no worker of pool 'high' answers"),
+        (100_000, None, "at most 32 processes per pool"),
     ],
 )
 def test_scale_refuses_what_cannot_be_done(
