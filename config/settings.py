@@ -228,6 +228,10 @@ SESSION_COOKIE_SECURE = KILN_TLS
 CSRF_COOKIE_SECURE = KILN_TLS
 SECURE_SSL_REDIRECT = KILN_TLS
 SECURE_HSTS_SECONDS = 365 * 24 * 3600 if KILN_TLS else 0
+# Whole-domain promises only the domain's owner can make: every subdomain is https too, and the domain may
+# go on the browsers' preload list. Off unless set (Django's check --deploy notes them).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = KILN_TLS and env_bool(_env, "KILN_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = KILN_TLS and env_bool(_env, "KILN_HSTS_PRELOAD", False)
 
 # --- Content-Security-Policy (django-csp) ----------------------------------------------------------------
 # Scripts and style sheets from the site itself, or inline with this response's nonce

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
+import secrets
 import stat
 
 import pytest
 from django.test import Client
 
 from jobs.models import AuditEntry
-from tests.support.processes import stack_environment
+from tests.support.processes import REPO, stack_environment
 from tests.support.stack import run_manage
 
 
@@ -38,3 +41,24 @@ def test_kiln_setup_leaves_the_sqlite_database_readable_by_its_owner_only(tmp_pa
     database = tmp_path / "var" / "db.sqlite3"
     for path in (database, *database.parent.glob("db.sqlite3-*")):
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, f"{path.name}: {oct(path.stat().st_mode)}"
+
+
+def test_check_deploy_with_the_production_env_example_and_tls_finds_nothing_kiln_could_fix(tmp_path) -> None:
+    example = (REPO / "deploy" / "env.example").read_text().splitlines()
+    environ = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
+    environ.update(line.split("=", 1) for line in example if line.strip() and not line.startswith("#"))
+    environ.update(
+        SECRET_KEY=secrets.token_urlsafe(50),  # the example's placeholder is meant to be replaced
+        KILN_TLS="true",
+        KILN_VAR_DIR=str(tmp_path),
+        KILN_LOG_DIR=str(tmp_path / "log"),
+        KILN_RUN_DIR=str(tmp_path / "run"),
+        MEDIA_ROOT=str(tmp_path / "media"),
+    )
+    result = run_manage(environ, "check", "--deploy")
+    assert result.returncode == 0, result.stderr
+    # Left: only the two whole-domain promises, which the domain's owner makes with the two variables.
+    assert set(re.findall(r"\(security\.(W\d+)\)", result.stdout + result.stderr)) == {"W005", "W021"}
+    environ.update(KILN_HSTS_INCLUDE_SUBDOMAINS="true", KILN_HSTS_PRELOAD="true")
+    result = run_manage(environ, "check", "--deploy")
+    assert "System check identified no issues" in result.stdout, result.stdout + result.stderr
