@@ -36,10 +36,13 @@ LONG_RUN_ROWS = 2000
 
 
 @pytest.fixture
-def slow_environ(environ: dict[str, str]) -> dict[str, str]:
-    # 10 ms per deleted row (tests/support/probe_tasks.py): a 10-row batch takes 0.1 s, so a run of
-    # LONG_RUN_ROWS lasts long enough on any machine to race a second run or to kill it mid-run.
-    return {**environ, "KILN_TEST_PURGE_ROW_DELAY": "0.01"}
+def slow_environ(environ: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    # 10 ms per deleted row while the gate file exists (tests/support/probe_tasks.py): a 10-row batch takes
+    # 0.1 s, so a run of LONG_RUN_ROWS lasts long enough on any machine to race a second run or to kill it
+    # mid-run; removing the gate lets the rest go at full speed once the test has seen the race.
+    gate = tmp_path / "purge-slow"
+    gate.touch()
+    return {**environ, "KILN_TEST_PURGE_ROW_DELAY": "0.01", "KILN_TEST_PURGE_GATE": str(gate)}
 
 
 @pytest.fixture
@@ -120,6 +123,14 @@ def test_a_second_run_of_the_same_policy_is_refused_while_the_first_runs(
     )
     django(environ, REQUEST_RUN)
     wait_for(
+        lambda: any(r["state"] == "skipped" for r in runs(environ)),
+        timeout=60,
+        interval=0.3,
+        what="a refusal",
+    )
+    assert runs(environ)[0]["state"] == "running"  # the refusal came while the first run was going
+    Path(environ["KILN_TEST_PURGE_GATE"]).unlink()
+    wait_for(
         lambda: all(r["state"] in ("done", "skipped") for r in runs(environ)),
         timeout=120,
         interval=0.5,
@@ -154,7 +165,9 @@ def test_a_purge_killed_mid_run_finishes_exactly_once_when_delivered_again(
     assert 0 < interrupted["removed"] < LONG_RUN_ROWS
 
     # Redis hands the unacknowledged message out again after the visibility timeout (an hour by default);
-    # here the same message is published again, which is what that redelivery is.
+    # here the same message is published again, which is what that redelivery is. The rest of the run
+    # goes at full speed: the race it had to lose is over.
+    Path(environ["KILN_TEST_PURGE_GATE"]).unlink()
     with running_workers(("worker-default", environ)):
         run_id = interrupted["pk"]
         django(environ, f"from purge.tasks import purge_run_task; purge_run_task.delay({run_id})")

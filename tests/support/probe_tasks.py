@@ -139,12 +139,15 @@ def flaky(key: str) -> None:
 
 
 # A test that needs a purge run to be certainly still running (to race a second run against it, or to
-# kill its worker mid-run) slows every deleted report history row in the worker it starts.
+# kill its worker mid-run) slows every deleted report history row in the worker it starts; with a gate
+# file named, only while that file exists (the test removes it once it has seen what it needed).
 _PURGE_ROW_DELAY = float(os.environ.get("KILN_TEST_PURGE_ROW_DELAY", "0"))
+_PURGE_GATE = os.environ.get("KILN_TEST_PURGE_GATE", "")
 if _PURGE_ROW_DELAY:
     from django.db.models.signals import pre_delete
 
     def _slow_purge(sender, **kwargs) -> None:
-        time.sleep(_PURGE_ROW_DELAY)
+        if not _PURGE_GATE or os.path.exists(_PURGE_GATE):
+            time.sleep(_PURGE_ROW_DELAY)
 
     pre_delete.connect(_slow_purge, sender="reports.ReportHistoryRecord", weak=False)
