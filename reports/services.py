@@ -12,7 +12,7 @@ def report_resolve(ref: str, user) -> Report:
     """A report by id (one the user sees) or by name (the user's own, else one shared with them, else a new
     one of their own): how uploads name their report. A report the user may not see is "no report", 404,
     exactly like one that does not exist."""
-    ref = ref.strip().replace("\x00", "")
+    ref = "".join(c for c in ref.strip() if c.isprintable())
     visible = reports_visible(user) if user is not None else Report.objects.all()  # None: a command
     if ref.isascii() and ref.isdecimal():
         report = visible.filter(pk=int(ref)).first() if len(ref) <= 18 else None

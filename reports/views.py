@@ -24,6 +24,10 @@ def report_list(request: HttpRequest) -> HttpResponse:
         if not name:
             messages.error(request, "Give the report a name.")
             return redirect("reports:list")
+        if not name.isprintable():
+            # PostgreSQL refuses a NUL outright; no control character belongs in a name.
+            messages.error(request, "A report name cannot contain control characters.")
+            return redirect("reports:list")
         try:
             with transaction.atomic():
                 report = Report.objects.create(name=name[:200], owner=request.user)

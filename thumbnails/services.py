@@ -181,7 +181,8 @@ def image_create(
     with transaction.atomic():
         image = Image.objects.create(
             original=name,
-            original_name=original_name[:255],
+            # Control characters (a NUL, which PostgreSQL refuses) never belong in a file's name.
+            original_name="".join(c for c in original_name if c.isprintable())[:255] or "unnamed",
             content_hash=content_hash,
             byte_size=size,
             uploaded_by=uploaded_by,

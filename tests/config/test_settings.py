@@ -52,16 +52,6 @@ def test_defaults_use_sqlite_and_the_embedded_redis_socket_never_port_6379() -> 
     assert debug == "True"
 
 
-def test_debug_is_off_unless_set_so_a_forgotten_variable_never_starts_a_debug_server() -> None:
-    result = load_settings(DEBUG=None, SECRET_KEY="s3cret-from-the-env-file", ALLOWED_HOSTS="kiln.example")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[2] == "False"
-    # And with nothing set at all, start-up stops and says why, instead of running with a development key.
-    result = load_settings(DEBUG=None)
-    assert result.returncode != 0
-    assert "SECRET_KEY must be set (DEBUG is off, as it is unless set" in result.stderr
-
-
 def test_database_url_and_redis_url_switch_to_postgresql_and_a_system_redis() -> None:
     result = load_settings(
         DATABASE_URL="postgres://kiln@db.internal:5432/kiln", REDIS_URL="redis://10.0.0.5:6379/1"

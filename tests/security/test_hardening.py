@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 
 from jobs.models import AuditEntry
+from tests.config.test_settings import load_settings
 from tests.support.processes import REPO, stack_environment
 from tests.support.stack import run_manage
 
@@ -62,3 +63,13 @@ def test_check_deploy_with_the_production_env_example_and_tls_finds_nothing_kiln
     environ.update(KILN_HSTS_INCLUDE_SUBDOMAINS="true", KILN_HSTS_PRELOAD="true")
     result = run_manage(environ, "check", "--deploy")
     assert "System check identified no issues" in result.stdout, result.stdout + result.stderr
+
+
+def test_debug_is_off_unless_set_so_a_forgotten_variable_never_starts_a_debug_server() -> None:
+    result = load_settings(DEBUG=None, SECRET_KEY="s3cret-from-the-env-file", ALLOWED_HOSTS="kiln.example")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[2] == "False"
+    # And with nothing set at all, start-up stops and says why, instead of running with a development key.
+    result = load_settings(DEBUG=None)
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set (DEBUG is off, as it is unless set" in result.stderr
