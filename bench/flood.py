@@ -31,7 +31,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from PIL import Image
 
-from tests.support.stack import Stack, multipart, running_stack
+from tests.support.stack import Stack, running_stack
 from tests.thumbnails.images import jpeg_bytes
 
 USERS = (
@@ -53,22 +53,8 @@ def bomb_png(noise: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-def upload(stack: Stack, token: str, name: str, data: bytes) -> tuple[int, dict]:
-    body, content_type = multipart({}, {"file": (name, data)})
-    request = urllib.request.Request(
-        f"{stack.base_url}/api/images/",
-        data=body,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
-
-
 def time_to_ready(stack: Stack, token: str, data: bytes, name: str, timeout: float = 300) -> float:
-    status, body = upload(stack, token, name, data)
+    status, body = stack.upload(token, name, data)
     assert status == 202, (status, body)
     started = time.monotonic()
     request = urllib.request.Request(body["status_url"], headers={"Authorization": f"Bearer {token}"})
@@ -110,7 +96,7 @@ def main() -> int:
             with ThreadPoolExecutor(4) as pool:
                 return list(
                     pool.map(
-                        lambda n: upload(stack, token, f"bomb-{n}.png", png + f"tail-{n}".encode())[0],
+                        lambda n: stack.upload(token, f"bomb-{n}.png", png + f"tail-{n}".encode())[0],
                         range(args.flood),
                     )
                 )

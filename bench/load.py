@@ -36,7 +36,7 @@ import psutil
 
 from bench.isolation import percentile
 from tests.support.processes import wait_for
-from tests.support.stack import Stack, multipart, running_stack
+from tests.support.stack import Stack, running_stack
 from tests.thumbnails.images import jpeg_bytes
 
 PASSWORD = "kiln-bench-load"
@@ -62,15 +62,9 @@ class Driver:
             self.count += 1
             n = self.count
         data = self.photos[n % len(self.photos)] + f"kiln-load-{n}".encode()
-        body, content_type = multipart({}, {"file": (f"load-{n}.jpg", data)})
-        request = urllib.request.Request(
-            f"{self.stack.base_url}/api/images/",
-            data=body,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": content_type},
-        )
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                assert response.status == 202
+            status, _answer = self.stack.upload(self.token, f"load-{n}.jpg", data, timeout=30)
+            assert status == 202
         except Exception:
             with self.lock:
                 self.upload_errors += 1

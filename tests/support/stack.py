@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -79,6 +81,20 @@ class Stack:
 
     def manage(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return run_manage(self.environ, *args, timeout=timeout)
+
+    def upload(self, token: str, name: str, data: bytes, timeout: float = 60) -> tuple[int, dict]:
+        """POST one image to the API with a token: (status, JSON answer), errors included."""
+        body, content_type = multipart({}, {"file": (name, data)})
+        request = urllib.request.Request(
+            f"{self.base_url}/api/images/",
+            data=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
 
     def program_states(self) -> dict[str, str]:
         states = {}
