@@ -331,6 +331,8 @@ KILN_HEALTH_DEPTH_CRITICAL = env_int(_env, "KILN_HEALTH_DEPTH_CRITICAL", 5000, m
 KILN_HEALTH_FAILED_WARNING = env_int(_env, "KILN_HEALTH_FAILED_WARNING", 10, minimum=1)
 KILN_HEALTH_FAILED_CRITICAL = env_int(_env, "KILN_HEALTH_FAILED_CRITICAL", 50, minimum=1)
 KILN_HEALTH_STALLED_SECONDS = env_int(_env, "KILN_HEALTH_STALLED_SECONDS", 30, minimum=1)
+# How often the jobs dashboard refreshes its figures in the browser.
+KILN_DASHBOARD_REFRESH_SECONDS = env_int(_env, "KILN_DASHBOARD_REFRESH_SECONDS", 5, minimum=1, maximum=300)
 # An alert is mailed to ADMINS (and posted to the webhook) once, then again only after the cooldown
 # while its condition holds.
 KILN_ALERT_COOLDOWN_MINUTES = env_int(_env, "KILN_ALERT_COOLDOWN_MINUTES", 60, minimum=1)

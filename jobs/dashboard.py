@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
@@ -23,7 +24,6 @@ from broker.queues import BrokerUnavailable
 from jobs import selectors, services
 from jobs.models import AuditEntry, Job
 
-REFRESH_SECONDS = 5
 RECENT_FAILED = 15
 # "Retry all" from the page publishes at most this many per click: a web request must end in time.
 RETRY_ALL_LIMIT = 500
@@ -46,7 +46,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": "Jobs dashboard",
-        "refresh_seconds": REFRESH_SECONDS,
+        "refresh_seconds": settings.KILN_DASHBOARD_REFRESH_SECONDS,
         "can_retry": request.user.has_perm("jobs.retry_job"),
         "can_operate": request.user.has_perm("jobs.operate_queues"),
         "queues": selectors.queue_names(),

@@ -42,7 +42,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One running stack (`manage.py kiln run`) shared by the end-to-end tests that ask for it."""
     with running_stack(
-        tmp_path_factory.mktemp("e2e") / "var", DJANGO_SUPERUSER_PASSWORD=ADMIN_PASSWORD
+        tmp_path_factory.mktemp("e2e") / "var",
+        DJANGO_SUPERUSER_PASSWORD=ADMIN_PASSWORD,
+        KILN_DASHBOARD_REFRESH_SECONDS="1",  # the browser tests watch it refresh
     ) as stack:
         stack.wait_until_running()
         yield stack

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.browser import RETRY_ON, text_of
@@ -39,6 +40,20 @@ def test_an_admin_opens_the_dashboard_and_sees_both_pools_live(
         assert level in {"healthy", "warning", "critical"}
         assert card.find_element(By.CSS_SELECTOR, '[data-field="depth"]').text.isdigit()
     assert browser.find_element(By.ID, "kiln-broker").text == "reachable"
+
+    # An operator typing a new pool size: the refreshes go on around the box and never replace it.
+    box = browser.find_element(By.CSS_SELECTOR, "#kiln-pools input[name=processes]")
+    box.click()
+    box.send_keys(Keys.BACKSPACE * 3, "7")
+    seen = {text_of(browser, "#kiln-updated")}
+
+    def refreshed_twice(driver: webdriver.Chrome) -> bool:
+        seen.add(text_of(driver, "#kiln-updated"))
+        return len(seen) >= 3
+
+    wait.until(refreshed_twice, message="the dashboard stopped refreshing")
+    assert box.get_attribute("value") == "7"  # the same element, still holding what was typed
+    assert browser.switch_to.active_element == box
     screenshot = tmp_path / "dashboard.png"
     browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000
