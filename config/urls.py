@@ -4,11 +4,23 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path, re_path
+from django.views.decorators.cache import cache_control
 from django.views.generic import TemplateView
 from django.views.static import serve
 
+FAVICON = (settings.BASE_DIR / "config" / "favicon.svg").read_bytes()
+
+
+@cache_control(public=True, max_age=7 * 24 * 3600)
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Kiln's icon, at the address browsers ask for on every site (the admin's pages name none)."""
+    return HttpResponse(FAVICON, content_type="image/svg+xml")
+
+
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path(
         "",
         TemplateView.as_view(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from blueprint import stack
 from blueprint.checks import check_deploy_dir, configuration
+
+# supervisorctl's exit code for `status` when one or more programs are not running (LSB's "not running").
+SUPERVISORCTL_NOT_RUNNING = 3
 
 
 class Command(BaseCommand):
@@ -109,13 +113,27 @@ class Command(BaseCommand):
     def ctl(self, ctl_args: list[str], **options) -> None:
         if not (settings.KILN_RUN_DIR / "supervisor.sock").exists():
             raise CommandError("Kiln is not running here (no supervisor socket): start it with `make run`.")
+        if ctl_args[:1] == ["status"]:
+            # supervisorctl exits 3 when a program is not running: `status` printed what was asked, and a
+            # stopped program is an answer, not a failure (`make status` must not end in "Error 3").
+            # Other codes (supervisord unreachable: 2 or 4...) pass through.
+            completed = subprocess.run(
+                [self.tool("supervisorctl"), "--configuration", str(stack.DEV_CONF), *ctl_args],
+                env={**os.environ, **stack.supervisor_environment()},
+                check=False,
+            )
+            sys.exit(0 if completed.returncode == SUPERVISORCTL_NOT_RUNNING else completed.returncode)
         self.exec_tool("supervisorctl", ["--configuration", str(stack.DEV_CONF), *ctl_args])
 
-    def exec_tool(self, name: str, args: list[str]) -> None:
-        """Replace this process with a supervisor tool, so signals and the exit code are the tool's own."""
+    def tool(self, name: str) -> str:
         path = shutil.which(name, path=os.path.join(sys.prefix, "bin")) or shutil.which(name)
         if path is None:
             raise CommandError(f"{name} not found: install the requirements (`make setup`).")
+        return path
+
+    def exec_tool(self, name: str, args: list[str]) -> None:
+        """Replace this process with a supervisor tool, so signals and the exit code are the tool's own."""
+        path = self.tool(name)
         os.execve(path, [path, *args], {**os.environ, **stack.supervisor_environment()})
 
     def check_deploy(self, deploy_dir: Path, fail_level: str, **options) -> None:
