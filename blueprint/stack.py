@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 import sys
 from pathlib import Path
@@ -38,7 +40,21 @@ def supervisor_environment() -> dict[str, str]:
         },
         "KILN_EMBEDDED_REDIS": "true" if settings.KILN_EMBEDDED_REDIS else "false",
         "KILN_REDIS_SOCKET": str(settings.KILN_REDIS_SOCKET),
+        "KILN_SUPERVISOR_PASSWORD": supervisor_password(),
     }
+
+
+def supervisor_password() -> str:
+    """The password dev.conf's supervisord and supervisorctl share, made once per run directory (0600)."""
+    path = settings.KILN_RUN_DIR / "supervisor.secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        password = secrets.token_urlsafe(24)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as secret:
+            secret.write(password)
+        return password
 
 
 def runtime_directories() -> list[Path]:
