@@ -38,7 +38,7 @@ class ImageAdmin(admin.ModelAdmin):
         "created_at",
     )
     list_filter = ("status", "format", "animated")
-    search_fields = ("original_name", "content_hash", "error")
+    search_fields = ("original_name", "content_hash", "error", "error_detail")
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in Image._meta.fields]
     inlines = [RenditionInline]

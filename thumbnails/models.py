@@ -25,7 +25,10 @@ class Image(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    # `error` is for the people who see the image (a sentence, never a path or an exception);
+    # `error_detail` is the technical cause, for staff in the admin.
     error = models.TextField(blank=True)
+    error_detail = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)

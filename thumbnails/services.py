@@ -253,11 +253,13 @@ def image_needs_dispatch(image: Image, *, now=None) -> bool:
     return image.dispatched_at is None or image.dispatched_at < recent
 
 
-def image_mark_failed(*, image_id: int, reason: str) -> None:
+def image_mark_failed(*, image_id: int, reason: str, detail: str = "") -> None:
+    """`reason` is shown to whoever sees the image: a sentence, never a server path or exception text;
+    `detail` (the technical cause) only to staff in the admin."""
     # Never over a `ready`: another delivery of the same job may have finished it meanwhile. (An operator's
     # regenerate sets the image back to pending first.)
     Image.objects.filter(pk=image_id).exclude(status=Image.Status.READY).update(
-        status=Image.Status.FAILED, error=reason, processed_at=timezone.now()
+        status=Image.Status.FAILED, error=reason, error_detail=detail, processed_at=timezone.now()
     )
 
 

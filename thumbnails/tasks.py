@@ -36,16 +36,23 @@ def rendition_generate_task(self, image_id: int, force: bool = False) -> str:
         return "failed"
     except TRANSIENT_ERRORS as exc:
         if self.request.retries >= len(delays):
+            where = "the file store" if isinstance(exc, OSError) else "the database"
             services.image_mark_failed(
                 image_id=image_id,
-                reason=f"could not be processed after {len(delays) + 1} attempts: {type(exc).__name__}: {exc}",
+                reason=f"could not be processed: {where} was unavailable on {len(delays) + 1} attempts "
+                "(staff can retry it)",
+                detail=f"{type(exc).__name__}: {exc}",
             )
             raise
         raise self.retry(exc=exc, countdown=delays[self.request.retries], max_retries=len(delays)) from exc
     except Exception as exc:
         # A bug or an error nobody classified: fail the image visibly (the job fails too, with its
         # traceback) instead of leaving it pending for the sweep to send round forever.
-        services.image_mark_failed(image_id=image_id, reason=f"internal error: {type(exc).__name__}: {exc}")
+        services.image_mark_failed(
+            image_id=image_id,
+            reason="could not be processed: an internal error (staff have the details)",
+            detail=f"{type(exc).__name__}: {exc}",
+        )
         raise
 
 

@@ -114,7 +114,7 @@ def test_a_transient_error_retries_after_10_30_60_seconds_then_fails_the_image(
 
     def storage_down(*, image_id: int, force: bool = False) -> str:
         calls.append(image_id)
-        raise OSError("storage unavailable")
+        raise FileNotFoundError(2, "No such file or directory", "/srv/kiln/var/media/originals/d0/d0ad")
 
     original_retry = tasks.rendition_generate_task.retry
 
@@ -130,8 +130,15 @@ def test_a_transient_error_retries_after_10_30_60_seconds_then_fails_the_image(
     assert len(calls) == 4
     image.refresh_from_db()
     assert image.status == Image.Status.FAILED
-    assert "after 4 attempts" in image.error
-    assert "storage unavailable" in image.error
+    # A sentence for the people who see the image; the path and the exception for staff only.
+    assert (
+        image.error
+        == "could not be processed: the file store was unavailable on 4 attempts (staff can retry it)"
+    )
+    assert (
+        image.error_detail
+        == "FileNotFoundError: [Errno 2] No such file or directory: '/srv/kiln/var/media/originals/d0/d0ad'"
+    )
 
 
 def test_the_sweep_dispatches_only_images_pending_too_long(media_root: Path, monkeypatch) -> None:
