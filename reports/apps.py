@@ -8,14 +8,15 @@ class ReportsConfig(AppConfig):
 
     def ready(self) -> None:
         from purge import registry
-        from reports.selectors import images_visible_through_reports
+        from reports.selectors import images_in_report, images_visible_through_reports
         from reports.services import report_attach_image
-        from thumbnails.services import image_owner_register, image_visibility_register
+        from thumbnails.services import image_filter_register, image_owner_register, image_visibility_register
 
         # Uploads (API `report` field, `thumbnails ingest --report`) can put an image into a report, and
         # whoever sees a report sees its images.
         image_owner_register("report", report_attach_image)
         image_visibility_register(images_visible_through_reports)
+        image_filter_register("report", images_in_report)
 
         registry.register(
             registry.RowTarget(

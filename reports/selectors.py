@@ -17,6 +17,17 @@ def reports_visible(user) -> QuerySet[Report]:
     return Report.objects.filter(Q(owner=user) | Q(pk__in=shared))
 
 
+def images_in_report(user, value: str) -> Q:
+    """The image list's `report=<id>` filter (registered in apps.py): a report the user sees, else 404."""
+    value = value.strip()
+    report = None
+    if value.isascii() and value.isdigit() and len(value) <= 18:
+        report = reports_visible(user).filter(pk=int(value)).first()
+    if report is None:
+        raise LookupError(f"no report {value[:40]}")
+    return Q(reports=report)
+
+
 def images_visible_through_reports(user) -> Q:
     """For thumbnails' image visibility (registered in apps.py): images in a report the user sees."""
     return Q(reports__in=reports_visible(user).values("pk"))

@@ -128,6 +128,15 @@ def image_visibility_register(condition: Callable[[object], Q]) -> None:
     IMAGE_VISIBILITY.append(condition)
 
 
+# Filters of the image list (`GET /api/images/?<field>=…`) that apps above offer (reports: `report`). Each
+# returns the condition for one value, or raises LookupError with a message for a 404.
+IMAGE_FILTERS: dict[str, Callable[[object, str], Q]] = {}
+
+
+def image_filter_register(field: str, condition: Callable[[object, str], Q]) -> None:
+    IMAGE_FILTERS[field] = condition
+
+
 def images_visible(user) -> QuerySet[Image]:
     if not user.is_authenticated or not user.is_active:
         return Image.objects.none()

@@ -6,7 +6,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.api import api_view, ids_parse
+from accounts.api import MAX_ID, api_view, ids_parse
 from thumbnails import services
 from thumbnails.models import Image
 from thumbnails.storage import url as storage_url
@@ -71,19 +71,53 @@ def image_detail_api(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse(image_status(image, request))
 
 
+PAGE_SIZE, MAX_PAGE_SIZE = 50, 200
+
+
 @api_view("GET", "HEAD")
 def image_list_api(request: HttpRequest) -> JsonResponse:
-    """Statuses of several images at once (`?ids=1,2,3`): what the report page polls."""
+    """`?ids=1,2,3`: the statuses of those images (what the report page polls). Otherwise the images the
+    caller sees, oldest first, a page at a time (`limit`, 50; `after`, the last id of the page before;
+    `next` is the following page's URL), narrowed by the filters apps offer (`report=<id>`)."""
+    visible = services.images_visible(request.user).prefetch_related("renditions")
+    if "ids" in request.GET:
+        try:
+            ids = ids_parse(request.GET["ids"])
+        except ValueError as exc:
+            return JsonResponse({"error": str(exc)}, status=400)
+        return JsonResponse(
+            {"images": [image_status(image, request) for image in visible.filter(pk__in=ids)]}
+        )
     try:
-        ids = ids_parse(request.GET.get("ids", ""))
+        limit = _bounded(request.GET.get("limit", str(PAGE_SIZE)), "limit", 1, MAX_PAGE_SIZE)
+        after = _bounded(request.GET.get("after", "0"), "after", 0, MAX_ID)
     except ValueError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
-    images = services.images_visible(request.user).prefetch_related("renditions").filter(pk__in=ids)
-    return JsonResponse({"images": [image_status(image, request) for image in images]})
+    for field, condition in services.IMAGE_FILTERS.items():
+        if field in request.GET:
+            try:
+                visible = visible.filter(condition(request.user, request.GET[field]))
+            except LookupError as exc:
+                return JsonResponse({"error": str(exc)}, status=404)
+    page = list(visible.filter(pk__gt=after).order_by("pk")[: limit + 1])
+    following = None
+    if len(page) > limit:
+        page = page[:limit]
+        query = request.GET.copy()
+        query["after"] = str(page[-1].pk)
+        following = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+    return JsonResponse({"images": [image_status(image, request) for image in page], "next": following})
+
+
+def _bounded(text: str, name: str, lowest: int, highest: int) -> int:
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or not lowest <= int(text) <= highest:
+        raise ValueError(f"{name} must be an integer from {lowest} to {highest}")
+    return int(text)
 
 
 @accepts_uploads
 @csrf_exempt  # api_view enforces CSRF itself, for session callers only
 def images_api(request: HttpRequest) -> JsonResponse:
-    """/api/images/: POST uploads one image, GET returns the statuses of `?ids=`."""
+    """/api/images/: POST uploads one image; GET lists images, or the statuses of `?ids=`."""
     return (image_upload_api if request.method == "POST" else image_list_api)(request)

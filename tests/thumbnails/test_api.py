@@ -138,3 +138,37 @@ def test_the_status_list_returns_the_asked_images(client: Client, token: str, me
     body = client.get(f"/api/images/?ids={ids[0]},{ids[2]}", **bearer(token)).json()
     assert sorted(image["id"] for image in body["images"]) == [ids[0], ids[2]]
     assert client.get("/api/images/?ids=1,x", **bearer(token)).status_code == 400
+
+
+def test_the_list_pages_through_a_reports_images_in_a_stable_order(
+    client: Client, user, token: str, media_root, django_user_model
+) -> None:
+    report = Report.objects.create(name="Survey", owner=user)
+    ids = [
+        client.post(
+            "/api/images/",
+            {"file": photo(f"p{n}.jpg", jpeg_bytes(color=(n, 2, 3))), "report": str(report.pk)},
+            **bearer(token),
+        ).json()["id"]
+        for n in range(5)
+    ]
+    client.post(
+        "/api/images/", {"file": photo("elsewhere.jpg", jpeg_bytes(color=(9, 9, 9)))}, **bearer(token)
+    )
+
+    seen, url = [], f"/api/images/?report={report.pk}&limit=2"
+    while url:
+        page = client.get(url, **bearer(token)).json()
+        assert len(page["images"]) <= 2
+        seen += [image["id"] for image in page["images"]]
+        url = page["next"] and page["next"].removeprefix("http://testserver")
+    assert seen == sorted(ids)
+    assert len(client.get("/api/images/", **bearer(token)).json()["images"]) == 6  # everything the user sees
+
+    stranger = ApiToken.issue(django_user_model.objects.create_user("eve"))[1]
+    hidden = client.get(f"/api/images/?report={report.pk}", **bearer(stranger))
+    assert (hidden.status_code, hidden.json()) == (404, {"error": f"no report {report.pk}"})
+    assert client.get("/api/images/", **bearer(stranger)).json() == {"images": [], "next": None}
+    for bad in ("limit=0", "limit=201", "limit=x", "after=-1"):
+        answer = client.get(f"/api/images/?{bad}", **bearer(token))
+        assert answer.status_code == 400, bad
