@@ -50,11 +50,23 @@ def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "report": report,
         "images": images,
+        "counts": status_counts(images),
         "shared_with": list(report.shared_with.order_by("name")),
         "can_share": report_can_share(report, request.user),
         "groups": sharing_choices(report, request.user),
     }
     return render(request, "reports/report_detail.html", context)
+
+
+def status_counts(images) -> str:
+    """ "8 ready · 3 failed · 2 waiting" (the parts that are not zero), or "no images yet"."""
+    statuses = [image.status for image in images]
+    parts = [
+        f"{statuses.count(status):,} {word}"
+        for status, word in (("ready", "ready"), ("failed", "failed"), ("pending", "waiting"))
+        if statuses.count(status)
+    ]
+    return " · ".join(parts) or "no images yet"
 
 
 def report_can_share(report: Report, user) -> bool:

@@ -29,7 +29,7 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
         "--disable-component-update",
         "--disable-sync",
         "--no-first-run",
-        "--window-size=1280,1000",
+        "--window-size=1366,900",  # the width the pages are checked at
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ):
         options.add_argument(flag)

@@ -75,6 +75,8 @@ def test_a_user_logs_in_uploads_images_and_sees_thumbnails_appear(
     failed = browser.find_element(By.CSS_SELECTOR, '[data-status="failed"]')
     assert "broken.jpg" in failed.text
     assert failed.find_element(By.CLASS_NAME, "reason").text.strip()
+    # The header counted the tiles as they changed, without a reload.
+    assert browser.find_element(By.ID, "report-counts").text == "3 ready · 1 failed"
 
     screenshot = tmp_path / "report-page.png"
     assert browser.save_screenshot(str(screenshot))

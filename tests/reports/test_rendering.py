@@ -62,6 +62,7 @@ def test_rendering_records_who_looked_and_dispatches_only_images_without_current
     html = response.content.decode()
     assert "processing…" in html
     assert "bad file" in html
+    assert '<p class="counts" id="report-counts">1 ready · 1 failed · 1 waiting</p>' in html
     assert 'data-status="ready"' in html
 
 
