@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
 from reports.models import Report
 
@@ -15,6 +15,28 @@ def reports_visible(user) -> QuerySet[Report]:
         return Report.objects.all()
     shared = Report.objects.filter(shared_with__in=user.groups.all()).values("pk")
     return Report.objects.filter(Q(owner=user) | Q(pk__in=shared))
+
+
+def reports_listed(user) -> QuerySet[Report]:
+    """The reports list: newest first, each with its image counts by status and the file of its cover
+    (the thumbnail of its first ready image), in one query."""
+    from thumbnails.models import Rendition  # below reports in the arrows; imported where used
+
+    cover = Rendition.objects.filter(
+        name="thumb", image__status="ready", image__reportimage__report=OuterRef("pk")
+    ).order_by("image__reportimage__added_at", "image_id")
+    return (
+        reports_visible(user)
+        .select_related("owner")
+        .annotate(
+            image_count=Count("images"),
+            ready=Count("images", filter=Q(images__status="ready")),
+            failed=Count("images", filter=Q(images__status="failed")),
+            pending=Count("images", filter=Q(images__status="pending")),
+            cover=Subquery(cover.values("file")[:1]),
+        )
+        .order_by("-created_at", "-id")
+    )
 
 
 def images_in_report(user, value: str) -> Q:

@@ -4,17 +4,21 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from reports import services
+from reports import selectors, services
 from reports.models import Report
 from reports.selectors import reports_visible
 from thumbnails import services as thumbnails
+from thumbnails.storage import url as thumbnail_url
 from thumbnails.views import accepts_uploads
+
+REPORTS_PER_PAGE = 25
 
 
 @login_required
@@ -35,11 +39,13 @@ def report_list(request: HttpRequest) -> HttpResponse:
             messages.error(request, f"You have a report named {name!r} already.")
             return redirect("reports:list")
         return redirect(report)
-    return render(
-        request,
-        "reports/report_list.html",
-        {"reports": reports_visible(request.user).select_related("owner")[:200]},
+    page = Paginator(selectors.reports_listed(request.user), REPORTS_PER_PAGE).get_page(
+        request.GET.get("page")
     )
+    for report in page:
+        report.counts = status_counts_of(ready=report.ready, failed=report.failed, pending=report.pending)
+        report.cover_url = thumbnail_url(report.cover) if report.cover else None
+    return render(request, "reports/report_list.html", {"page": page})
 
 
 @login_required
@@ -59,14 +65,17 @@ def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def status_counts(images) -> str:
-    """ "8 ready · 3 failed · 2 waiting" (the parts that are not zero), or "no images yet"."""
+    """The report's images by status: "8 ready · 3 failed · 2 waiting", or "no images yet"."""
     statuses = [image.status for image in images]
-    parts = [
-        f"{statuses.count(status):,} {word}"
-        for status, word in (("ready", "ready"), ("failed", "failed"), ("pending", "waiting"))
-        if statuses.count(status)
-    ]
-    return " · ".join(parts) or "no images yet"
+    return status_counts_of(
+        ready=statuses.count("ready"), failed=statuses.count("failed"), pending=statuses.count("pending")
+    )
+
+
+def status_counts_of(*, ready: int, failed: int, pending: int) -> str:
+    """The parts that are not zero, with thousands separators."""
+    parts = [(ready, "ready"), (failed, "failed"), (pending, "waiting")]
+    return " · ".join(f"{count:,} {word}" for count, word in parts if count) or "no images yet"
 
 
 def report_can_share(report: Report, user) -> bool:

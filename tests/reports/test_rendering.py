@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.test import Client
+from django.utils import timezone
 
 from reports.models import Report, ReportHistoryRecord
 from tests.thumbnails.images import jpeg_bytes
@@ -93,3 +96,26 @@ def test_reports_need_a_login(client: Client) -> None:
     response = client.get("/reports/")
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
+
+
+def test_the_reports_list_shows_counts_and_a_cover_and_pages_through_many(
+    browser: Client, media_root, sent: list
+) -> None:
+    roof = Report.objects.create(name="Roof", owner=grace())
+    ready = add_image(roof, (10, 10, 10))
+    services.rendition_generate(image_id=ready.pk)
+    add_image(roof, (20, 20, 20))
+    for n in range(30):
+        Report.objects.create(
+            name=f"Old {n}", owner=grace(), created_at=timezone.now() - timedelta(days=n + 1)
+        )
+
+    first = browser.get("/reports/").content.decode()
+    assert "2 images · 1 ready · 1 waiting" in first
+    thumb = ready.renditions.get(name="thumb")
+    assert f'<img src="/media/{thumb.file}" alt="">' in first
+    assert "page 1 of 2" in first and "Old 23" in first and "Old 24" not in first  # noqa: PT018
+    second = browser.get("/reports/?page=2").content.decode()
+    assert "Old 24" in second and "Old 29" in second and "Roof" not in second  # noqa: PT018
+    for hostile in ("x", "0", "-1", "99999999999999999999"):
+        assert browser.get(f"/reports/?page={hostile}").status_code == 200
