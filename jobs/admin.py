@@ -6,6 +6,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from broker.queues import BrokerUnavailable
+from config import formatting
 from jobs import services
 from jobs.models import Alert, AuditEntry, FailedJob, Job
 
@@ -56,11 +57,11 @@ class JobAdminBase(ReadOnlyAdmin):
 
     @admin.display(description="wait")
     def wait(self, job: Job) -> str:
-        return "—" if job.wait_seconds is None else f"{job.wait_seconds:.1f} s"
+        return formatting.duration(job.wait_seconds)
 
     @admin.display(description="run")
     def run(self, job: Job) -> str:
-        return "—" if job.run_seconds is None else f"{job.run_seconds:.1f} s"
+        return formatting.duration(job.run_seconds)
 
     @admin.display(description="error")
     def error(self, job: Job) -> str:

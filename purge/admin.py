@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.template.defaultfilters import filesizeformat
 
+from config import formatting
 from purge import services
 from purge.models import PurgeRun, RetentionPolicy
 
@@ -78,20 +79,24 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
 @admin.register(PurgeRun)
 class PurgeRunAdmin(admin.ModelAdmin):
     list_display = (
-        "id", "policy", "state", "dry_run", "trigger", "triggered_by", "examined", "removed",
+        "id", "policy", "kind", "state", "trigger", "triggered_by", "examined", "removed",
         "batches", "tasks", "took", "created_at", "error",
     )  # fmt: skip
     list_filter = ("state", "dry_run", "trigger", "policy")
     date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in PurgeRun._meta.fields] + ["duration"]
+    readonly_fields = [f.name for f in PurgeRun._meta.fields] + ["took"]
+
+    @admin.display(description="kind", ordering="dry_run")
+    def kind(self, run: PurgeRun) -> str:
+        # In words: Django's boolean icons put a red cross on every real run, which reads as a failure.
+        return "dry run" if run.dry_run else "real run"
 
     def has_add_permission(self, request) -> bool:
         return False
 
     @admin.display(description="duration")
     def took(self, run: PurgeRun) -> str:
-        duration = run.duration
-        return "—" if duration is None else f"{duration.total_seconds():.1f} s"
+        return formatting.duration(run.duration)
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

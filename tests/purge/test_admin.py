@@ -81,3 +81,24 @@ def test_admin_actions_are_csrf_protected(enqueued) -> None:
     response = client.post("/admin/purge/retentionpolicy/", {"action": "run_now", "_selected_action": ids})
     assert response.status_code == 403
     assert not PurgeRun.objects.exists()
+
+
+def test_runs_say_real_or_dry_in_words_and_their_durations_as_people_do() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    policy = RetentionPolicy.objects.get(target="report_history")
+    started = timezone.now() - timedelta(hours=1)
+    real = PurgeRun.objects.create(
+        policy=policy, dry_run=False, state=PurgeRun.State.DONE, started_at=started,
+        finished_at=started + timedelta(seconds=252),
+    )  # fmt: skip
+    PurgeRun.objects.create(policy=policy, dry_run=True, state=PurgeRun.State.QUEUED)
+    client = staff()
+    listing = client.get("/admin/purge/purgerun/").content.decode()
+    assert "real run" in listing and "dry run" in listing  # noqa: PT018
+    assert "4 min 12 s" in listing
+    assert "icon-no.svg" not in listing  # no red cross on a run that went well
+    detail = client.get(f"/admin/purge/purgerun/{real.pk}/change/").content.decode()
+    assert "4 min 12 s" in detail and "0:04:12" not in detail  # noqa: PT018

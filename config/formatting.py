@@ -1,0 +1,28 @@
+"""Figures for people: durations as "4 min 12 s", not "0:04:12.299698"."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+def duration(value: timedelta | float | None) -> str:
+    """A duration in the two largest units that matter: "0.3 s", "12 s", "4 min 12 s", "2 h 5 min",
+    "3 d 4 h"; "—" for none."""
+    if value is None:
+        return "—"
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0:
+        return "—"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    return f"{secs} s"
