@@ -11,4 +11,5 @@ urlpatterns = [
     path("<int:pk>/", views.report_detail, name="detail"),
     path("<int:pk>/upload/", views.report_upload, name="upload"),
     path("<int:pk>/sharing/", views.report_sharing, name="sharing"),
+    path("<int:pk>/images/<int:image_pk>/retry/", views.report_image_retry, name="image-retry"),
 ]

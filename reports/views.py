@@ -59,6 +59,7 @@ def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "counts": status_counts(images),
         "shared_with": list(report.shared_with.order_by("name")),
         "can_share": report_can_share(report, request.user),
+        "can_retry": request.user.has_perm(RETRY_PERMISSION),
         "groups": sharing_choices(report, request.user),
     }
     return render(request, "reports/report_detail.html", context)
@@ -90,6 +91,22 @@ def sharing_choices(report: Report, user):
     return Group.objects.filter(
         Q(pk__in=user.groups.values("pk")) | Q(pk__in=report.shared_with.values("pk"))
     ).order_by("name")
+
+
+RETRY_PERMISSION = "thumbnails.change_image"  # the admin's "Regenerate" needs the same
+
+
+@login_required
+@require_POST
+def report_image_retry(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse:
+    """Staff send a failed image of the report to be processed again, from its tile."""
+    report = get_object_or_404(reports_visible(request.user), pk=pk)
+    image = get_object_or_404(report.images, pk=image_pk)
+    if not request.user.has_perm(RETRY_PERMISSION):
+        raise PermissionDenied
+    thumbnails.images_regenerate(image_ids=[image.pk])
+    messages.success(request, f"{image.original_name} is being processed again.")
+    return redirect(report)
 
 
 @login_required

@@ -388,6 +388,8 @@ def image_sweep_pending() -> int:
 
 def images_regenerate(*, image_ids: list[int]) -> int:
     """Queue images again from scratch (operator's action): failed ones become pending first."""
-    Image.objects.filter(pk__in=image_ids).update(status=Image.Status.PENDING, error="", attempts=0)
+    Image.objects.filter(pk__in=image_ids).update(
+        status=Image.Status.PENDING, error="", error_detail="", attempts=0
+    )
     transaction.on_commit(lambda: images_dispatch(image_ids=image_ids, force=True), robust=True)
     return len(image_ids)

@@ -119,3 +119,27 @@ def test_the_reports_list_shows_counts_and_a_cover_and_pages_through_many(
     assert "Old 24" in second and "Old 29" in second and "Roof" not in second  # noqa: PT018
     for hostile in ("x", "0", "-1", "99999999999999999999"):
         assert browser.get(f"/reports/?page={hostile}").status_code == 200
+
+
+def test_staff_retry_a_failed_tile_and_nobody_else_can(
+    browser: Client, media_root, sent: list, django_user_model
+) -> None:
+    report = Report.objects.create(name="Porch", owner=grace())
+    failed = add_image(report, (40, 40, 40))
+    Image.objects.filter(pk=failed.pk).update(
+        status=Image.Status.FAILED, error="bad file", error_detail="OSError"
+    )
+    url = f"/reports/{report.pk}/images/{failed.pk}/retry/"
+    assert 'class="retry"' not in browser.get(f"/reports/{report.pk}/").content.decode()
+    assert browser.post(url).status_code == 403  # the owner, but not staff with the permission
+
+    clerk = django_user_model.objects.create_superuser("clerk", "clerk@example.com", "pw")
+    staff = Client()
+    staff.force_login(clerk)
+    assert 'class="retry"' in staff.get(f"/reports/{report.pk}/").content.decode()
+    sent.clear()
+    page = staff.post(url, follow=True).content.decode()
+    assert "p.jpg is being processed again." in page
+    failed.refresh_from_db()
+    assert (failed.status, failed.error, failed.error_detail, failed.attempts) == ("pending", "", "", 0)
+    assert sent == [failed.pk]
