@@ -64,14 +64,22 @@ MAX_IDS = 200
 MAX_ID = 2**63 - 1
 
 
+def integer_parse(text: str, *, lowest: int = 1, highest: int = MAX_ID) -> int | None:
+    """A decimal integer a caller sent (an id by default: 1 to the largest a column holds), or None for
+    anything else: signs, other scripts' digits, more digits than any id has."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        return None
+    value = int(text)
+    return value if lowest <= value <= highest else None
+
+
 def ids_parse(text: str) -> list[int]:
     """`1,2,3` into ids; ValueError with a message for the caller on anything else."""
-    parts = [part.strip() for part in text.split(",") if part.strip()]
+    parts = [part for part in text.split(",") if part.strip()]
     if len(parts) > MAX_IDS:
         raise ValueError(f"ids takes at most {MAX_IDS} ids at once")
-    ids = []
-    for part in parts:
-        if not (part.isascii() and part.isdigit()) or len(part) > 19 or not 0 < int(part) <= MAX_ID:
-            raise ValueError("ids must be a comma-separated list of positive integers")
-        ids.append(int(part))
+    ids = [integer_parse(part) for part in parts]
+    if None in ids:
+        raise ValueError("ids must be a comma-separated list of positive integers")
     return ids

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
+from accounts.api import integer_parse
 from reports.models import Report
 
 
@@ -41,12 +42,10 @@ def reports_listed(user) -> QuerySet[Report]:
 
 def images_in_report(user, value: str) -> Q:
     """The image list's `report=<id>` filter (registered in apps.py): a report the user sees, else 404."""
-    value = value.strip()
-    report = None
-    if value.isascii() and value.isdigit() and len(value) <= 18:
-        report = reports_visible(user).filter(pk=int(value)).first()
+    pk = integer_parse(value)
+    report = reports_visible(user).filter(pk=pk).first() if pk is not None else None
     if report is None:
-        raise LookupError(f"no report {value[:40]}")
+        raise LookupError(f"no report {value.strip()[:40]}")
     return Q(reports=report)
 
 

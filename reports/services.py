@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from accounts.api import integer_parse
 from reports.models import Report, ReportHistoryRecord, ReportImage
 from reports.selectors import reports_visible
 from thumbnails import services as thumbnails
@@ -15,7 +16,8 @@ def report_resolve(ref: str, user) -> Report:
     ref = "".join(c for c in ref.strip() if c.isprintable())
     visible = reports_visible(user) if user is not None else Report.objects.all()  # None: a command
     if ref.isascii() and ref.isdecimal():
-        report = visible.filter(pk=int(ref)).first() if len(ref) <= 18 else None
+        pk = integer_parse(ref)
+        report = visible.filter(pk=pk).first() if pk is not None else None
         if report is None:
             raise thumbnails.UploadRejected(f"no report with id {ref}", status=404)
         return report

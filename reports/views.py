@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.api import integer_parse
 from reports import selectors, services
 from reports.models import Report
 from reports.selectors import reports_visible
@@ -116,7 +117,7 @@ def report_sharing(request: HttpRequest, pk: int) -> HttpResponse:
     report = get_object_or_404(reports_visible(request.user), pk=pk)
     if not report_can_share(report, request.user):
         raise PermissionDenied
-    chosen = [int(v) for v in request.POST.getlist("groups") if v.isascii() and v.isdigit() and len(v) <= 18]
+    chosen = [pk for value in request.POST.getlist("groups") if (pk := integer_parse(value)) is not None]
     report.shared_with.set(sharing_choices(report, request.user).filter(pk__in=chosen))
     names = ", ".join(group.name for group in report.shared_with.order_by("name")) or "nobody"
     messages.success(request, f"Shared with {names}.")

@@ -6,7 +6,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.api import MAX_ID, api_view, ids_parse
+from accounts.api import MAX_ID, api_view, ids_parse, integer_parse
 from thumbnails import services
 from thumbnails.models import Image
 from thumbnails.storage import url as storage_url
@@ -110,10 +110,10 @@ def image_list_api(request: HttpRequest) -> JsonResponse:
 
 
 def _bounded(text: str, name: str, lowest: int, highest: int) -> int:
-    text = text.strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > 19 or not lowest <= int(text) <= highest:
+    value = integer_parse(text, lowest=lowest, highest=highest)
+    if value is None:
         raise ValueError(f"{name} must be an integer from {lowest} to {highest}")
-    return int(text)
+    return value
 
 
 @accepts_uploads
