@@ -53,22 +53,19 @@ def upload_quota_check(*, user, byte_size: int, pixels: int) -> None:
     if user is None or not user.is_authenticated or user.has_perm(UNLIMITED_PERMISSION):
         return
     now = timezone.now()
-    minute = list(
-        Image.objects.filter(uploaded_by=user, created_at__gt=now - timedelta(minutes=1))
+    # The last hour's uploads, oldest first: the minute's count is their tail.
+    hour = list(
+        Image.objects.filter(uploaded_by=user, created_at__gt=now - timedelta(hours=1))
         .order_by("created_at")
-        .values_list("created_at", flat=True)
+        .values_list("created_at", "byte_size", "width", "height")
     )
+    minute = [row[0] for row in hour if row[0] > now - timedelta(minutes=1)]
     limit = settings.KILN_UPLOADS_PER_MINUTE
     if len(minute) >= limit:
         wait = _seconds_until(minute[len(minute) - limit] + timedelta(minutes=1), now)
         raise UploadRejected(
             f"too many uploads: at most {limit} a minute; try again in {wait} s", status=429, retry_after=wait
         )
-    hour = list(
-        Image.objects.filter(uploaded_by=user, created_at__gt=now - timedelta(hours=1))
-        .order_by("created_at")
-        .values_list("created_at", "byte_size", "width", "height")
-    )
     budgets = (
         ("MB", settings.KILN_UPLOAD_MB_PER_HOUR, 1_048_576, byte_size, lambda row: row[1]),
         (
