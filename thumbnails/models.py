@@ -29,8 +29,13 @@ class Image(models.Model):
     # `error_detail` is the technical cause, for staff in the admin.
     error = models.TextField(blank=True)
     error_detail = models.TextField(blank=True)
+    # What kind of input the worker rejected ("format", "corrupt", ...): operators count rejections by it.
+    # Empty for an image that is not failed, or failed for a reason other than its input.
+    error_kind = models.CharField(max_length=20, blank=True, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # Set when a worker begins an attempt: a pending image with it is being processed, without it queued.
+    started_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
     format = models.CharField(max_length=10, blank=True)
