@@ -280,7 +280,7 @@ def rendition_generate(*, image_id: int, force: bool = False) -> str:
         return "gone"  # deleted after the job was queued
     if not force and image.status == Image.Status.READY and renditions_current(image):
         return image.status
-    Image.objects.filter(pk=image_id).update(attempts=F("attempts") + 1)
+    Image.objects.filter(pk=image_id).update(attempts=F("attempts") + 1, started_at=timezone.now())
     if image.attempts + 1 > MAX_ATTEMPTS:
         # Retries, redeliveries after a pool process died on this file, sweeps: all end here, so a file that
         # crashes its process (a decoder fault, the memory cap) is parked instead of looping forever.
@@ -338,6 +338,8 @@ def _save_result(image: Image, facts: imaging.ImageFacts, rows: list[tuple]) -> 
         Image.objects.filter(pk=image.pk).update(
             status=Image.Status.READY,
             error="",
+            error_detail="",
+            error_kind="",
             format=facts.format,
             width=facts.width,
             height=facts.height,
@@ -386,7 +388,7 @@ def image_sweep_pending() -> int:
 def images_regenerate(*, image_ids: list[int]) -> int:
     """Queue images again from scratch (operator's action): failed ones become pending first."""
     Image.objects.filter(pk__in=image_ids).update(
-        status=Image.Status.PENDING, error="", error_detail="", attempts=0
+        status=Image.Status.PENDING, error="", error_detail="", error_kind="", attempts=0, started_at=None
     )
     transaction.on_commit(lambda: images_dispatch(image_ids=image_ids, force=True), robust=True)
     return len(image_ids)
