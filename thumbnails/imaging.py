@@ -144,6 +144,7 @@ _EXIF_IFD = 0x8769
 _GPS_IFD = 0x8825
 _MAKE, _MODEL, _ORIENTATION = 0x010F, 0x0110, 0x0112
 _LENS_MODEL, _ISO, _EXPOSURE_TIME, _FOCAL_LENGTH = 0xA434, 0x8827, 0x829A, 0x920A
+_F_NUMBER = 0x829D
 _DATE_TIME_ORIGINAL, _OFFSET_TIME_ORIGINAL = 0x9003, 0x9011
 _GPS_LATITUDE, _GPS_LONGITUDE = 0x0002, 0x0004
 
@@ -491,8 +492,11 @@ def exif_facts(image: Image.Image) -> dict[str, object]:
         "lens": lambda: _text(camera.get(_LENS_MODEL)),
         "iso": lambda: _iso(camera.get(_ISO)),
         "exposure": lambda: _exposure(camera.get(_EXPOSURE_TIME)),
+        "aperture": lambda: _aperture(camera.get(_F_NUMBER)),
         "focal_length": lambda: _focal_length(camera.get(_FOCAL_LENGTH)),
         "taken_at": lambda: _taken_at(camera.get(_DATE_TIME_ORIGINAL), camera.get(_OFFSET_TIME_ORIGINAL)),
+        # Only whether a position was recorded, never the position: the site must not publish where
+        # someone lives. Absent (not False) without one, so the facts of a photo without EXIF stay empty.
         "gps": lambda: True if _GPS_LATITUDE in gps and _GPS_LONGITUDE in gps else None,
         "orientation": lambda: _orientation(exif.get(_ORIENTATION)),
     }
@@ -531,6 +535,12 @@ def _exposure(value: object) -> str | None:
     if seconds >= 1:
         return f"{seconds:g}"
     return f"1/{round(1 / seconds)}"
+
+
+def _aperture(value: object) -> float | None:
+    # One decimal is how lenses are marked (f/2.8, f/5.6, f/11); cameras store 28/10 or 2800/1000 alike.
+    f_number = _positive(value)
+    return None if f_number is None else round(f_number, 1)
 
 
 def _focal_length(value: object) -> float | None:

@@ -307,6 +307,41 @@ def test_the_time_taken_carries_its_utc_offset_when_the_camera_recorded_one() ->
     assert facts.exif["taken_at"] == "2024-05-01T12:34:56+02:00"
 
 
+@pytest.mark.parametrize(
+    ("f_number", "stored"),
+    [
+        (TiffImagePlugin.IFDRational(28, 10), 2.8),
+        (TiffImagePlugin.IFDRational(5600, 1000), 5.6),
+        (TiffImagePlugin.IFDRational(11, 1), 11.0),
+    ],
+)
+def test_the_aperture_is_read_as_the_f_number_the_lens_is_marked_with(
+    f_number: TiffImagePlugin.IFDRational, stored: float
+) -> None:
+    exif = corpus.camera_exif()
+    exif.get_ifd(0x8769)[0x829D] = f_number  # FNumber
+    assert render(corpus.jpeg(corpus.flat((1, 2, 3)), exif=exif)).facts.exif["aperture"] == stored
+
+
+def test_an_aperture_with_a_zero_denominator_is_left_out() -> None:
+    exif = corpus.camera_exif()
+    exif.get_ifd(0x8769)[0x829D] = TiffImagePlugin.IFDRational(28, 0)
+    facts = render(corpus.jpeg(corpus.flat((1, 2, 3)), exif=exif)).facts.exif
+    assert "aperture" not in facts
+    assert facts["iso"] == 400  # the other facts are still read
+
+
+def test_only_that_a_gps_position_was_recorded_is_kept_never_the_position() -> None:
+    without_position = corpus.camera_exif()
+    without_position.get_ifd(0x8825).clear()
+
+    with_gps = render(corpus.jpeg_with_exif_and_gps()).facts.exif
+    without_gps = render(corpus.jpeg(corpus.flat((120, 140, 160)), exif=without_position)).facts.exif
+
+    assert "gps" not in without_gps
+    assert with_gps == without_gps | {"gps": True}  # nothing else of the position comes along
+
+
 def test_garbage_exif_values_are_skipped_and_the_image_still_renders() -> None:
     result = render(corpus.jpeg_with_garbage_exif())
 
