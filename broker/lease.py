@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+from broker.queues import CONSUMERS_PREFIX
 from broker.recovery import (
     ALIVE_PREFIX,
     OWNED_PREFIX,
@@ -40,8 +41,10 @@ return 0
 
 
 class WorkerLease:
-    def __init__(self, app: Any, hostname: str, dead_after: float) -> None:
+    def __init__(self, app: Any, hostname: str, dead_after: float, queues: tuple[str, ...] = ()) -> None:
         self.app = app
+        # The queues this worker is configured to consume: a status page can then tell "no worker" apart.
+        self.queues = queues
         self.id = f"{hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.dead_after = dead_after
         self.connection = app.connection_for_write()
@@ -70,12 +73,21 @@ class WorkerLease:
         self.thread.join(timeout=5)
         try:
             self.client.delete(OWNED_PREFIX + self.id, ALIVE_PREFIX + self.id)
+            for queue in self.queues:
+                self.client.zrem(CONSUMERS_PREFIX + queue, self.id)
         except Exception:
             logger.warning("could not delete worker lease %s", self.id, exc_info=True)
         self.connection.release()
 
     def renew(self) -> None:
-        self.client.set(ALIVE_PREFIX + self.id, int(time.time()), ex=max(int(self.dead_after), 1))
+        now, lifetime = time.time(), max(int(self.dead_after), 1)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(ALIVE_PREFIX + self.id, int(now), ex=lifetime)
+        for queue in self.queues:
+            pipe.zadd(CONSUMERS_PREFIX + queue, {self.id: now + lifetime})
+            # Leases of workers killed without returning them: trimmed by whoever renews next.
+            pipe.zremrangebyscore(CONSUMERS_PREFIX + queue, "-inf", now)
+        pipe.execute()
 
     def claim(self, delivery_tag: str) -> None:
         # Renewed in the same round trip: a job is never owned by a lease that was not yet written.

@@ -21,6 +21,9 @@ from kombu.transport.redis import PRIORITY_STEPS
 # The header that carries the publish time with each message (Celery's messages carry none).
 PUBLISHED_HEADER = "kiln_published_at"
 PAUSED_KEY = "kiln:paused-queues"
+# One sorted set per queue: the leases (broker/lease.py) of the workers configured to consume it, each
+# scored with the time its lease expires. A member past its score belongs to a worker that stopped renewing.
+CONSUMERS_PREFIX = "kiln:queue-consumers:"
 # kombu's separator between a queue's name and its priority step.
 PRIORITY_SEPARATOR = "\x06\x16"
 
@@ -152,3 +155,34 @@ def queue_mark_paused(queue: str, paused: bool) -> None:
             client.sadd(PAUSED_KEY, queue)
         else:
             client.srem(PAUSED_KEY, queue)
+
+
+@dataclass(frozen=True)
+class QueueConditions:
+    """What keeps a queue's jobs from running, as one reader (a status page) needs it at a glance."""
+
+    broker_ok: bool
+    paused: frozenset[str] = frozenset()
+    # Queues no live worker is configured to consume; None when workers keep no lease (nothing is known).
+    without_workers: frozenset[str] | None = None
+
+
+def queue_conditions(queues: list[str], *, leases: bool) -> QueueConditions:
+    """Paused queues and queues without a live worker, in one round trip. `leases`: whether workers keep
+    leases (KILN_WORKER_DEAD_AFTER_SECONDS above 0); without them no absence of workers is ever claimed."""
+    try:
+        with redis_client() as client:
+            pipe = client.pipeline(transaction=False)
+            pipe.smembers(PAUSED_KEY)
+            for queue in queues:
+                pipe.zcount(CONSUMERS_PREFIX + queue, time.time(), "+inf")
+            paused, *consumers = pipe.execute()
+    except BrokerUnavailable:
+        return QueueConditions(broker_ok=False)
+    return QueueConditions(
+        broker_ok=True,
+        paused=frozenset(name.decode() if isinstance(name, bytes) else name for name in paused),
+        without_workers=frozenset(q for q, n in zip(queues, consumers, strict=True) if not n)
+        if leases
+        else None,
+    )

@@ -100,7 +100,10 @@ def lease_take(sender: Any = None, **kwargs: Any) -> None:
         return
     dead_after = (sender.app.conf.broker_transport_options or {}).get(DEAD_AFTER_OPTION, 0)
     if dead_after:
-        sender.kiln_lease = WorkerLease(sender.app, sender.hostname, dead_after)
+        # The queues given with -Q are known by now (WorkController sets them up before worker_init).
+        # Without -Q a worker consumes every declared queue.
+        queues = tuple(sorted((sender.app.amqp.queues.consume_from or sender.app.amqp.queues).keys()))
+        sender.kiln_lease = WorkerLease(sender.app, sender.hostname, dead_after, queues)
         sender.kiln_lease.start()
 
 

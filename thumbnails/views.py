@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.api import MAX_ID, api_view, ids_parse, integer_parse
-from thumbnails import services
+from thumbnails import services, waiting
 from thumbnails.models import Image
 from thumbnails.storage import url as storage_url
 
@@ -19,7 +19,8 @@ def accepts_uploads(view: Callable) -> Callable:
     return view
 
 
-def image_status(image: Image, request: HttpRequest) -> dict:
+def image_status(image: Image, request: HttpRequest, wait: waiting.Wait | None = None) -> dict:
+    """`waiting` says why a pending image has no thumbnail yet (thumbnails/waiting.py)."""
     renditions = {
         r.name: {
             "url": request.build_absolute_uri(storage_url(r.file)),
@@ -34,6 +35,7 @@ def image_status(image: Image, request: HttpRequest) -> dict:
         "name": image.original_name,
         "status": image.status,
         "error": image.error or None,
+        "waiting": {"reason": wait.reason, "text": wait.text} if wait else None,
         "width": image.width,
         "height": image.height,
         "format": image.format or None,
@@ -68,7 +70,7 @@ def image_detail_api(request: HttpRequest, pk: int) -> JsonResponse:
     image = services.images_visible(request.user).prefetch_related("renditions").filter(pk=pk).first()
     if image is None:
         return JsonResponse({"error": f"no image {pk}"}, status=404)
-    return JsonResponse(image_status(image, request))
+    return JsonResponse(image_status(image, request, waiting.images_wait([image]).get(image.pk)))
 
 
 PAGE_SIZE, MAX_PAGE_SIZE = 50, 200
@@ -85,9 +87,7 @@ def image_list_api(request: HttpRequest) -> JsonResponse:
             ids = ids_parse(request.GET["ids"])
         except ValueError as exc:
             return JsonResponse({"error": str(exc)}, status=400)
-        return JsonResponse(
-            {"images": [image_status(image, request) for image in visible.filter(pk__in=ids)]}
-        )
+        return JsonResponse({"images": statuses(list(visible.filter(pk__in=ids)), request)})
     try:
         limit = _bounded(request.GET.get("limit", str(PAGE_SIZE)), "limit", 1, MAX_PAGE_SIZE)
         after = _bounded(request.GET.get("after", "0"), "after", 0, MAX_ID)
@@ -106,7 +106,12 @@ def image_list_api(request: HttpRequest) -> JsonResponse:
         query = request.GET.copy()
         query["after"] = str(page[-1].pk)
         following = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
-    return JsonResponse({"images": [image_status(image, request) for image in page], "next": following})
+    return JsonResponse({"images": statuses(page, request), "next": following})
+
+
+def statuses(images: list[Image], request: HttpRequest) -> list[dict]:
+    waits = waiting.images_wait(images)
+    return [image_status(image, request, waits.get(image.pk)) for image in images]
 
 
 def _bounded(text: str, name: str, lowest: int, highest: int) -> int:

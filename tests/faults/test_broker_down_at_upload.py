@@ -40,6 +40,9 @@ def test_uploads_made_while_redis_is_down_are_thumbnailed_after_it_returns(stack
     ]
     upload_seconds = time.monotonic() - started
     assert all(image["status"] == "pending" for image in accepted)
+    # The page says why nothing moves: not "processing…".
+    waiting = json.loads(request(accepted[0]["status_url"], token)[1])["waiting"]
+    assert waiting["reason"] == "broker_unreachable", waiting
     assert upload_seconds < 10, f"three uploads took {upload_seconds:.1f} s with the broker down"
 
     assert "started" in stack.manage("kiln", "ctl", "start", "redis").stdout

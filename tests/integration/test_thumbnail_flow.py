@@ -127,3 +127,33 @@ def test_ingest_with_wait_prints_one_final_line_per_file_in_argument_order(stack
     assert lines[1] == f"{missing} - failed No such file or directory"
     assert lines[2].split()[2] == "failed"
     assert len(lines[2].split()) > 3, "a failed line carries its reason"
+
+
+def test_a_waiting_image_says_why_it_waits_paused_no_worker_then_processing(stack: Stack, token: str) -> None:
+    """Not "processing…" while nothing runs: a paused queue, then no worker at all, each show in the API
+    the report page polls; once both are fixed the image is thumbnailed."""
+
+    def waiting(status_url: str) -> str | None:
+        body = json.loads(request(status_url, token)[1])
+        return (body["waiting"] or {}).get("reason") if body["status"] == "pending" else body["status"]
+
+    assert "paused" in stack.manage("jobs", "pause", "high").stdout
+    try:
+        status_url = upload(stack, token, "held.jpg", jpeg_bytes(color=(5, 15, 25)))["status_url"]
+        wait_for(
+            lambda: waiting(status_url) == "paused", timeout=20, what="the image to say its queue is paused"
+        )
+        # A worker stopped gracefully gives its lease back: its queue has no worker at once. The pause is
+        # said first (it is the operator's choice; a worker started later would still not take the job).
+        assert "stopped" in stack.manage("kiln", "ctl", "stop", "worker-high").stdout
+        assert waiting(status_url) == "paused"
+        assert "resumed" in stack.manage("jobs", "resume", "high").stdout
+        wait_for(
+            lambda: waiting(status_url) == "no_worker", timeout=20, what="the image to say no worker runs"
+        )
+        body = json.loads(request(status_url, token)[1])
+        assert "no worker" in body["waiting"]["text"]
+    finally:
+        stack.manage("jobs", "resume", "high")
+        stack.manage("kiln", "ctl", "start", "worker-high")
+    assert poll_final(status_url, token)["status"] == "ready"
