@@ -145,7 +145,7 @@ def test_a_waiting_image_says_why_it_waits_paused_no_worker_then_processing(stac
         )
         # A worker stopped gracefully gives its lease back: its queue has no worker at once. The pause is
         # said first (it is the operator's choice; a worker started later would still not take the job).
-        assert "stopped" in stack.manage("kiln", "ctl", "stop", "worker-high").stdout
+        assert "stopped" in stack.manage("kiln", "ctl", "stop", "kiln:worker-high").stdout
         assert waiting(status_url) == "paused"
         assert "resumed" in stack.manage("jobs", "resume", "high").stdout
         wait_for(
@@ -155,5 +155,5 @@ def test_a_waiting_image_says_why_it_waits_paused_no_worker_then_processing(stac
         assert "no worker" in body["waiting"]["text"]
     finally:
         stack.manage("jobs", "resume", "high")
-        stack.manage("kiln", "ctl", "start", "worker-high")
+        stack.manage("kiln", "ctl", "start", "kiln:worker-high")
     assert poll_final(status_url, token)["status"] == "ready"
