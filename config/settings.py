@@ -202,6 +202,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 STATIC_URL = "/static/"
+# The site's own stylesheet (config/static/kiln/site.css); the apps' static files come from their folders.
+STATICFILES_DIRS = [BASE_DIR / "config" / "static"]
 STATIC_ROOT = env_path(_env, "STATIC_ROOT", KILN_VAR_DIR / "static")
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env_path(_env, "MEDIA_ROOT", KILN_VAR_DIR / "media")
