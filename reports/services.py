@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from accounts.api import integer_parse
 from reports.models import Report, ReportHistoryRecord, ReportImage
-from reports.selectors import reports_visible
+from reports.selectors import images_only_in, report_images, reports_visible
 from thumbnails import services as thumbnails
 from thumbnails.models import Image
 
@@ -41,8 +42,39 @@ def report_render(*, report: Report, user) -> list[Image]:
     """Record the rendering, and queue a `high` job for every image whose renditions are missing or
     stale. Never waits for a thumbnail: the page shows placeholders and polls."""
     ReportHistoryRecord.objects.create(report=report, rendered_by=user if user.is_authenticated else None)
-    images = list(report.images.prefetch_related("renditions").order_by("reportimage__added_at", "pk"))
+    images = list(report_images(report).prefetch_related("renditions"))
     due = [image.pk for image in images if thumbnails.image_needs_dispatch(image)]
     if due:
         transaction.on_commit(lambda: thumbnails.images_dispatch(image_ids=due), robust=True)
     return images
+
+
+# Deleting removes rows only. The files stay for the purge's file policies, which remove a file once no row
+# references it and its grace period has passed: one mechanism for every file, and a twin image (the same
+# content, so the same storage names) keeps its files because its rows still reference them. A rendition
+# job that is queued for a deleted image finds no row and does nothing; one that is running at that moment
+# may still write its files, which then are orphans like any other (its rows cannot be saved without the
+# image's: tests/reports/test_delete.py).
+
+
+def image_delete(*, report: Report, image: Image) -> bool:
+    """Take `image` out of `report`, and delete it (its renditions' rows cascade) unless another report still
+    holds it. True when it was deleted, False when only taken out."""
+    with transaction.atomic():
+        deleted = _images_deleted(images_only_in(report).filter(pk=image.pk)) == 1
+        ReportImage.objects.filter(report=report, image=image).delete()
+    return deleted
+
+
+def report_delete(*, report: Report) -> int:
+    """Delete `report` with its history and print tasks, and its images that no other report holds (those
+    stay where they also are). Returns how many images were deleted."""
+    with transaction.atomic():
+        images = _images_deleted(images_only_in(report))
+        report.delete()
+    return images
+
+
+def _images_deleted(images: QuerySet[Image]) -> int:
+    # Through the ORM's collector, so each image's renditions (and links to reports) go with it.
+    return images.delete()[1].get(Image._meta.label, 0)

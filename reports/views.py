@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group
@@ -9,13 +11,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.api import integer_parse
 from reports import selectors, services
 from reports.models import Report
 from reports.selectors import reports_visible
 from thumbnails import services as thumbnails
+from thumbnails.models import Image
 from thumbnails.storage import url as thumbnail_url
 from thumbnails.views import accepts_uploads
 
@@ -154,3 +158,146 @@ def report_upload(request: HttpRequest, pk: int) -> HttpResponse:
     if created:
         transaction.on_commit(lambda: thumbnails.images_dispatch(image_ids=created), robust=True)
     return redirect(report)
+
+
+# -- one image: its page, and deleting it or its whole report ---------------------------------------------------
+
+
+@login_required
+def report_image(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse:
+    """An image of a report: its preview, its facts in words, the images either side, the way back."""
+    report = get_object_or_404(reports_visible(request.user), pk=pk)
+    image = get_object_or_404(
+        report.images.select_related("uploaded_by").prefetch_related("renditions"), pk=image_pk
+    )
+    ready = image.status == Image.Status.READY
+    context = {
+        "report": report,
+        "image": image,
+        "preview": image.rendition_map.get("preview") if ready else None,
+        "place": selectors.image_neighbours(report=report, image_id=image.pk),
+        "photo_facts": photo_facts(image) if ready else [],  # read by the worker: none before, none if failed
+        "file_facts": file_facts(image),
+        "can_delete": selectors.image_can_delete(report=report, image=image, user=request.user),
+    }
+    return render(request, "reports/image_detail.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def report_image_delete(request: HttpRequest, pk: int, image_pk: int) -> HttpResponse:
+    """GET asks, the confirmation's POST deletes. The rows go now, the files with the purge (services)."""
+    report = get_object_or_404(reports_visible(request.user), pk=pk)
+    image = get_object_or_404(report.images.prefetch_related("renditions"), pk=image_pk)
+    if not selectors.image_can_delete(report=report, image=image, user=request.user):
+        raise PermissionDenied
+    if request.method == "POST":
+        if services.image_delete(report=report, image=image):
+            messages.success(request, f"Deleted {image.original_name}.")
+        else:
+            messages.success(request, f"Took {image.original_name} out; another report still holds it.")
+        return redirect(report)
+    context = {
+        "report": report,
+        "image": image,
+        "thumb": image.rendition_map.get("thumb") if image.status == Image.Status.READY else None,
+        "kept_elsewhere": image.reports.exclude(pk=report.pk).exists(),
+    }
+    return render(request, "reports/image_confirm_delete.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def report_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET asks, the confirmation's POST deletes the report and the images only it holds."""
+    report = get_object_or_404(reports_visible(request.user), pk=pk)
+    if not selectors.report_can_delete(report, request.user):
+        raise PermissionDenied
+    if request.method == "POST":
+        name = report.name
+        deleted = services.report_delete(report=report)
+        messages.success(request, f"Deleted the report {name} and {count_of(deleted, 'image')}.")
+        return redirect("reports:list")
+    images = report.images.count()
+    kept = images - selectors.images_only_in(report).count()
+    context = {"report": report, "image_count": images, "images": count_of(images, "image"), "kept": kept}
+    return render(request, "reports/report_confirm_delete.html", context)
+
+
+def count_of(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+Fact = tuple[str, str]  # (label, value), both in words
+
+
+def photo_facts(image: Image) -> list[Fact]:
+    """What the camera recorded (thumbnails.imaging.exif_facts), in words; unknown facts are left out."""
+    exif = image.exif if isinstance(image.exif, dict) else {}
+    rows = [
+        ("Camera", camera_words(exif.get("make"), exif.get("model"))),
+        ("Lens", text_or_none(exif.get("lens"))),
+        ("Exposure", f"{exposure} s" if (exposure := text_or_none(exif.get("exposure"))) else None),
+        ("Aperture", f"f/{aperture:g}" if (aperture := number_or_none(exif.get("aperture"))) else None),
+        ("ISO", f"ISO {iso:g}" if (iso := number_or_none(exif.get("iso"))) else None),
+        ("Focal length", f"{focal:g} mm" if (focal := number_or_none(exif.get("focal_length"))) else None),
+        ("Taken", taken_at_words(exif.get("taken_at"))),
+        # Whether the camera recorded where it was, never where: the facts hold only this flag.
+        ("GPS position", "recorded" if exif.get("gps") is True else "none"),
+    ]
+    return [(label, value) for label, value in rows if value is not None]
+
+
+def file_facts(image: Image) -> list[Fact]:
+    # Upright sizes come from the worker; before it, the header's may still be on their side.
+    known = image.status == Image.Status.READY and image.width and image.height
+    animated = ", animated: the first frame is shown" if image.animated else ""
+    rows = [
+        ("Original name", image.original_name),
+        ("Dimensions", f"{image.width:,} × {image.height:,}" if known else None),
+        ("File size", bytes_words(image.byte_size)),
+        ("Format", image.format + animated if image.format else None),
+        ("Uploaded by", image.uploaded_by.get_username() if image.uploaded_by else None),
+        ("Uploaded", moment_words(timezone.localtime(image.created_at))),
+    ]
+    return [(label, value) for label, value in rows if value is not None]
+
+
+def text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def number_or_none(value: object) -> float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def camera_words(make: object, model: object) -> str | None:
+    """ "Canon" and "Canon EOS R5" make "Canon EOS R5", "SONY" and "ILCE-7M3" make "SONY ILCE-7M3"."""
+    make, model = text_or_none(make), text_or_none(model)
+    if make and model and model.split()[0].casefold() == make.split()[0].casefold():
+        return model
+    return " ".join(part for part in (make, model) if part) or None
+
+
+def taken_at_words(value: object) -> str | None:
+    # The camera's own clock, shown as it was set: with its UTC offset when the camera recorded one, never
+    # converted (a holiday photo was taken at 14:00 there, not at whatever hour it was here).
+    try:
+        moment = datetime.fromisoformat(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    offset = moment.strftime("%z")
+    return moment_words(moment) + (f" (UTC{offset[:3]}:{offset[3:5]})" if offset else "")
+
+
+def moment_words(moment: datetime) -> str:
+    return f"{moment.day} {moment:%B %Y}, {moment:%H:%M}"
+
+
+def bytes_words(size: int) -> str:
+    """ "12.4 MB", "310 KB": in the units of the upload limit's messages (1 MB = 1,048,576 bytes)."""
+    if size < 1024:
+        return count_of(size, "byte")
+    if size < 1_048_576:
+        return f"{size / 1024:,.0f} KB"
+    return f"{size / 1_048_576:,.1f} MB"
