@@ -32,6 +32,7 @@ class KilnCollector:
         snap = selectors.snapshot_cached()
         yield from self._queues(snap)
         yield from self._workers(snap)
+        yield self._rejections(snap)
         yield from self._jobs()
         yield from self._histograms()
         alerts = GaugeMetricFamily("kiln_alert_firing", "1 while an alert condition holds", labels=["alert"])
@@ -73,6 +74,18 @@ class KilnCollector:
             workers.add_metric([pool], len(members))
             processes.add_metric([pool], sum(member.processes for member in members))
         yield from (workers, processes)
+
+    def _rejections(self, snap: selectors.Snapshot) -> GaugeMetricFamily:
+        # No alert rule reads it: an uploader's bad file is information, not a page.
+        family = GaugeMetricFamily(
+            "kiln_inputs_rejected",
+            "inputs the workers refused in the last hour (corrupt, unsupported...), by kind; not job failures",
+            labels=["kind"],
+        )
+        counts = snap.rejections.last_hour
+        for kind in (*snap.rejections.kinds, *(kind for kind in counts if kind not in snap.rejections.kinds)):
+            family.add_metric([kind], counts.get(kind, 0))
+        return family
 
     def _jobs(self) -> Any:
         family = GaugeMetricFamily(

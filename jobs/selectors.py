@@ -18,6 +18,7 @@ from broker import queues as broker_queues
 from jobs import health
 from jobs.health import QueueState
 from jobs.models import Job
+from jobs.rejections import Rejections, rejections_as_dict, rejections_read
 
 REPORT_TIMEOUT = 1.0
 
@@ -43,6 +44,8 @@ class Snapshot:
     health: health.SystemHealth
     thresholds: health.Thresholds
     pools: dict[str, list[WorkerInfo]] = field(default_factory=dict)
+    # Inputs the workers refused: shown beside the failed jobs, never counted in them or in `health`.
+    rejections: Rejections = field(default_factory=Rejections)
 
 
 def queue_names() -> list[str]:
@@ -136,7 +139,17 @@ def snapshot(*, report_timeout: float = REPORT_TIMEOUT) -> Snapshot:
     pools: dict[str, list[WorkerInfo]] = {}
     for worker in workers:
         pools.setdefault(worker.pool, []).append(worker)
-    return Snapshot(taken_at, broker_ok, tuple(queues), tuple(workers), failed, result, thresholds, pools)
+    return Snapshot(
+        taken_at,
+        broker_ok,
+        tuple(queues),
+        tuple(workers),
+        failed,
+        result,
+        thresholds,
+        pools,
+        rejections_read(),
+    )
 
 
 def snapshot_as_dict(snap: Snapshot) -> dict[str, Any]:
@@ -147,6 +160,7 @@ def snapshot_as_dict(snap: Snapshot) -> dict[str, Any]:
         "level": snap.health.level,
         "broker": "reachable" if snap.broker_ok else "unreachable",
         "failed": snap.failed,
+        "rejected_inputs": rejections_as_dict(snap.rejections),
         "reasons": list(snap.health.reasons),
         "queues": [
             {

@@ -23,3 +23,25 @@ class ThumbnailsConfig(AppConfig):
                 default_days=1,  # a job's files are written a moment before its rows: leave them a day
             )
         )
+
+        # Inputs the workers refused (a failed image with a kind), counted by kind and hour for operators:
+        # jobs' dashboard, `jobs status` and /metrics show them apart from failed jobs.
+        from datetime import datetime
+
+        from django.db.models import Count
+        from django.db.models.functions import TruncHour
+
+        from jobs import rejections
+        from thumbnails.imaging import Rejection
+
+        def rejected_since(since: datetime) -> list[tuple[datetime, str, int]]:
+            return list(
+                Image.objects.filter(status=Image.Status.FAILED, processed_at__gte=since)
+                .exclude(error_kind="")
+                .annotate(hour=TruncHour("processed_at"))
+                .values_list("hour", "error_kind")
+                .annotate(count=Count("id"))
+                .order_by()
+            )
+
+        rejections.register(rejections.RejectionSource("images", rejected_since, kinds=tuple(Rejection)))

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from functools import cache
 from typing import BinaryIO
 
@@ -63,12 +64,29 @@ ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF"})
 DEFAULT_MAX_PIXELS = 50_000_000
 
 
-class ImageRejected(Exception):
-    """Permanent failure: the file can never become an image. `reason` is plain words for a person."""
+class Rejection(StrEnum):
+    """What was wrong with a rejected input, as a short code operators count failed images by
+    (Image.error_kind): once shipped a code never changes, or its history splits in two."""
 
-    def __init__(self, reason: str) -> None:
+    FORMAT = "format"  # a known format outside the allow-list: PSD, EPS, PDF, TIFF, HEIC...
+    NOT_IMAGE = "not_image"  # no image at all: a text file, an empty file
+    TRUNCATED = "truncated"  # the data ends early: an upload or a copy cut short
+    CORRUPT = "corrupt"  # damaged bytes where the decoder reads them
+    TOO_MANY_PIXELS = "too_many_pixels"  # over the pixel limit: a decompression bomb, a huge scan
+    TOO_LARGE = "too_large"  # over the byte limit
+    # Never raised here: the service sets these when an input costs a worker more than it may spend.
+    TOO_MUCH_MEMORY = "too_much_memory"  # its decode passed the worker's memory cap
+    CRASHED_WORKER = "crashed_worker"  # every attempt on it ended with its pool process dead or timed out
+
+
+class ImageRejected(Exception):
+    """Permanent failure: the file can never become an image. `reason` is plain words for a person, `kind`
+    the code operators count it by."""
+
+    def __init__(self, reason: str, *, kind: Rejection) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -213,16 +231,20 @@ def open_image(
     with _binary(source) as fp:
         size = _byte_size(fp)
         if max_bytes is not None and size > max_bytes:
-            raise ImageRejected(f"file is {_millions(size)} MB; the limit is {_millions(max_bytes)} MB")
+            raise ImageRejected(
+                f"file is {_millions(size)} MB; the limit is {_millions(max_bytes)} MB",
+                kind=Rejection.TOO_LARGE,
+            )
         if size == 0:
-            raise ImageRejected("not an image: the file is empty")
+            raise ImageRejected("not an image: the file is empty", kind=Rejection.NOT_IMAGE)
         image = _identify(fp, max_pixels)
         width, height = image.size
         if width * height > max_pixels:
             raise ImageRejected(
                 # A real multiplication sign: this sentence is for people.
                 f"image is {width}×{height} ({_millions(width * height)} MP); "
-                f"the limit is {_millions(max_pixels)} MP"
+                f"the limit is {_millions(max_pixels)} MP",
+                kind=Rejection.TOO_MANY_PIXELS,
             )
         yield image
 
@@ -268,15 +290,17 @@ def _identify(fp: BinaryIO, max_pixels: int) -> ImageFile.ImageFile:
             # Only the allowed plugins see the bytes: an EPS never reaches Ghostscript, a PSD no parser.
             image = Image.open(fp, formats=_PILLOW_FORMATS)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-        raise ImageRejected(_bomb_reason(error, max_pixels)) from error
+        raise ImageRejected(_bomb_reason(error, max_pixels), kind=Rejection.TOO_MANY_PIXELS) from error
     except UnidentifiedImageError as error:
-        raise ImageRejected(_unidentified_reason(head)) from error
+        raise _unidentified(head) from error
     except _CORRUPT as error:
         _raise_if_io_error(error)
-        raise ImageRejected(f"file is truncated or corrupt: {error}") from error
+        raise _damaged(error) from error
     # Defence in depth, should one of the allowed plugins ever report another format name.
     if _format_name(image) not in ALLOWED_FORMATS:
-        raise ImageRejected(f"unsupported format {image.format}; allowed: {_ALLOWED_WORDS}")
+        raise ImageRejected(
+            f"unsupported format {image.format}; allowed: {_ALLOWED_WORDS}", kind=Rejection.FORMAT
+        )
     return image
 
 
@@ -290,16 +314,28 @@ def _bomb_reason(error: Exception, max_pixels: int) -> str:
     return f"image is {_millions(int(found.group(1)))} MP; the limit is {_millions(limit)} MP"
 
 
-def _unidentified_reason(head: bytes) -> str:
+def _unidentified(head: bytes) -> ImageRejected:
     for signature, name in _ALLOWED_SIGNATURES:
         if head.startswith(signature):
-            return f"file is truncated or corrupt: its {name} header cannot be read"
+            return ImageRejected(
+                f"file is truncated or corrupt: its {name} header cannot be read", kind=Rejection.CORRUPT
+            )
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "file is truncated or corrupt: its WebP header cannot be read"
+        return ImageRejected(
+            "file is truncated or corrupt: its WebP header cannot be read", kind=Rejection.CORRUPT
+        )
     name = _other_format(head)
     if name is not None:
-        return f"unsupported format {name}; allowed: {_ALLOWED_WORDS}"
-    return f"not an image in a supported format ({_ALLOWED_WORDS})"
+        return ImageRejected(f"unsupported format {name}; allowed: {_ALLOWED_WORDS}", kind=Rejection.FORMAT)
+    return ImageRejected(f"not an image in a supported format ({_ALLOWED_WORDS})", kind=Rejection.NOT_IMAGE)
+
+
+def _damaged(error: BaseException) -> ImageRejected:
+    # Pillow has no exception of its own for data that ends early, only the words "image file is
+    # truncated" (LOAD_TRUNCATED_IMAGES stays off). Operators tell a cut-short upload, which points at the
+    # network or a proxy, from damaged bytes by them.
+    kind = Rejection.TRUNCATED if "truncated" in str(error).lower() else Rejection.CORRUPT
+    return ImageRejected(f"file is truncated or corrupt: {error}", kind=kind)
 
 
 def _other_format(head: bytes) -> str | None:
@@ -346,7 +382,7 @@ def _refusing_corrupt() -> Iterator[None]:
         yield
     except _CORRUPT as error:
         _raise_if_io_error(error)
-        raise ImageRejected(f"file is truncated or corrupt: {error}") from error
+        raise _damaged(error) from error
 
 
 def _raise_if_io_error(error: BaseException) -> None:

@@ -259,13 +259,19 @@ def image_needs_dispatch(image: Image, *, now=None) -> bool:
     return image.dispatched_at is None or image.dispatched_at < recent
 
 
-def image_mark_failed(*, image_id: int, reason: str, detail: str = "") -> None:
+def image_mark_failed(*, image_id: int, reason: str, detail: str = "", kind: str = "") -> None:
     """`reason` is shown to whoever sees the image: a sentence, never a server path or exception text;
-    `detail` (the technical cause) only to staff in the admin."""
+    `detail` (the technical cause) only to staff in the admin. `kind` (an `imaging.Rejection`) says the
+    input was at fault, and operators count it as a rejected input; empty for a failure of Kiln's own
+    (storage, database, a bug), which the failed job already reports."""
     # Never over a `ready`: another delivery of the same job may have finished it meanwhile. (An operator's
     # regenerate sets the image back to pending first.)
     Image.objects.filter(pk=image_id).exclude(status=Image.Status.READY).update(
-        status=Image.Status.FAILED, error=reason, error_detail=detail, processed_at=timezone.now()
+        status=Image.Status.FAILED,
+        error=reason,
+        error_detail=detail,
+        error_kind=kind,
+        processed_at=timezone.now(),
     )
 
 
@@ -287,6 +293,9 @@ def rendition_generate(*, image_id: int, force: bool = False) -> str:
         image_mark_failed(
             image_id=image_id,
             reason=f"gave up after {MAX_ATTEMPTS} attempts: processing crashed the worker or timed out",
+            # Counted against the input, like the memory cap: what ends here is a file that took its
+            # process down on every attempt.
+            kind=imaging.Rejection.CRASHED_WORKER,
         )
         return Image.Status.FAILED
     if not force and _copy_from_twin(image):
@@ -300,13 +309,14 @@ def rendition_generate(*, image_id: int, force: bool = False) -> str:
                 max_bytes=settings.KILN_UPLOAD_MAX_BYTES,
             )
         except imaging.ImageRejected as exc:
-            image_mark_failed(image_id=image_id, reason=exc.reason)
+            image_mark_failed(image_id=image_id, reason=exc.reason, kind=exc.kind)
             return Image.Status.FAILED
         except MemoryError:
             image_mark_failed(
                 image_id=image_id,
                 reason=f"the image needs more memory than a worker may use "
                 f"({settings.KILN_WORKER_MEMORY_LIMIT_MB} MB)",
+                kind=imaging.Rejection.TOO_MUCH_MEMORY,
             )
             return Image.Status.FAILED
 

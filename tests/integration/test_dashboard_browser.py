@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.browser import RETRY_ON, text_of
 from tests.support.stack import ADMIN_PASSWORD, Stack
+from tests.thumbnails import corpus
 
 pytestmark = pytest.mark.processes
 
@@ -55,5 +57,46 @@ def test_an_admin_opens_the_dashboard_and_sees_both_pools_live(
     assert box.get_attribute("value") == "7"  # the same element, still holding what was typed
     assert browser.switch_to.active_element == box
     screenshot = tmp_path / "dashboard.png"
+    browser.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 10_000
+
+
+def test_rejected_uploads_show_by_kind_and_hour_apart_from_the_failed_jobs(
+    stack: Stack, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    token = stack.manage("create_api_token", "admin").stdout.strip().splitlines()[-1]
+    failed_before = json.loads(stack.manage("jobs", "status", "--json").stdout)["failed"]
+    for name, data in (
+        ("layers.psd", corpus.psd_bytes()),
+        ("notes.jpg", corpus.text_named_jpg()),
+        ("cut.jpg", corpus.truncated_jpeg()),
+    ):
+        status, answer = stack.upload(token, name, data)
+        assert status == 202, answer
+
+    browser.get(f"{stack.base_url}/admin/jobs/dashboard/")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys(ADMIN_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    kinds = ("format", "not_image", "truncated")
+    WebDriverWait(browser, 40, ignored_exceptions=RETRY_ON).until(
+        lambda d: all(kind in (text_of(d, "#kiln-rejections") or "") for kind in kinds),
+        message="the dashboard never listed the three rejected uploads by kind",
+    )
+    rows = {
+        row.find_element(By.CSS_SELECTOR, "td").text: [
+            cell.text for cell in row.find_elements(By.CSS_SELECTOR, "td")
+        ]
+        for row in browser.find_elements(By.CSS_SELECTOR, "#kiln-rejections tr")
+    }
+    for kind in kinds:
+        assert int(rows[kind][1]) >= 1, f"{kind}: counted in the last hour"
+        per_hour = [int(cell) for cell in rows[kind][3:] if cell.isdigit()]  # a zero shows as "·"
+        assert sum(per_hour) >= 1, f"{kind}: counted in the clock hours"
+    assert len(rows["all"]) == 3 + 24  # kind, last hour, 24 h, then one column per hour
+    assert int(text_of(browser, "#kiln-rejected") or 0) >= 3
+    # A rejected upload fails its image, not its job: the failed-jobs figure is what it was before.
+    assert text_of(browser, "#kiln-failed") == str(failed_before)
+    screenshot = tmp_path / "dashboard-rejections.png"
     browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000

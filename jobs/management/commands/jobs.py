@@ -13,6 +13,7 @@ from django.utils import timezone
 from broker import queues as broker_queues
 from jobs import selectors, services
 from jobs.models import Job
+from jobs.rejections import Rejections
 
 
 def _wait(seconds: float | None) -> str:
@@ -30,7 +31,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
-        status = sub.add_parser("status", help="Broker, queues, workers per pool, failed jobs, throughput.")
+        status = sub.add_parser(
+            "status", help="Broker, queues, workers per pool, failed jobs, rejected inputs, throughput."
+        )
         status.add_argument("--json", action="store_true")
 
         health = sub.add_parser("health", help="healthy / warning / critical, per queue and overall.")
@@ -105,6 +108,8 @@ class Command(BaseCommand):
         write(f"broker      {'reachable' if snap.broker_ok else 'UNREACHABLE'}")
         write(f"health      {snap.health.level}")
         write(f"failed      {snap.failed}")
+        for line in _rejections_lines(snap.rejections):
+            write(line)
         write("")
         write(
             f"{'queue':<10} {'waiting':>8} {'oldest':>7} {'running':>8} {'workers':>8} {'1 min':>6} {'1 hour':>7}  state"
@@ -143,6 +148,11 @@ class Command(BaseCommand):
                 self.stdout.write("  broker: unreachable")
             if result.failed:
                 self.stdout.write(f"  failed jobs: {result.failed}")
+            if snap.rejections.last_hour_total:
+                self.stdout.write(
+                    f"  rejected inputs in the last hour: {snap.rejections.last_hour_total} "
+                    f"({_kinds(snap.rejections.last_hour)}); information, not part of the level"
+                )
         if exit_code and not result.healthy:
             sys.exit(2 if result.level == "critical" else 1)
 
@@ -253,6 +263,24 @@ class Command(BaseCommand):
         if since:
             jobs = jobs.filter(finished_at__gte=timezone.now() - services.duration_parse(since))
         return jobs
+
+
+def _kinds(counts: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {count}" for kind, count in counts.items())
+
+
+def _rejections_lines(rejections: Rejections) -> list[str]:
+    total = rejections.last_hour_total
+    kinds = f" ({_kinds(rejections.last_hour)})" if total else ""
+    day = sum(rejections.day_by_kind.values())
+    lines = [
+        f"rejected    {total} inputs in the last hour{kinds}, {day} in {len(rejections.hours)} h "
+        "(not job failures)"
+    ]
+    hours = [f"{hour.label} {hour.total}" for hour in rejections.hours if hour.total]
+    if hours:
+        lines.append(f"  per hour  {' · '.join(hours)}")
+    return lines
 
 
 def _replies(replies: list[dict]) -> str:
