@@ -12,9 +12,11 @@ class PurgeConfig(AppConfig):
         registry.register(
             registry.FileTarget(
                 key="orphan_media",
-                label="Orphaned files under MEDIA_ROOT",
+                # The catch-all: folders that other apps' file targets own are theirs alone (registry.py).
+                label="Unreferenced files in MEDIA_ROOT that no other policy covers",
                 prefix="",
                 default_days=1,  # the grace period: an upload in flight is never touched
+                former_labels=("Orphaned files under MEDIA_ROOT",),
             )
         )
         post_migrate.connect(install_defaults, sender=self)

@@ -25,6 +25,10 @@ class Batch:
     removed_bytes: int
     cursor: str
     done: bool
+    # Progress through the run's scope: primary keys for rows (a batch covers a key range, rows or not),
+    # files for files. `scope` is set by the batch that fixes it (a row run's first), None otherwise.
+    covered: int = 0
+    scope: int | None = None
 
 
 def row_batch(
@@ -51,8 +55,9 @@ def row_batch(
         # First and last by the primary-key index: an aggregate would read every expired row.
         low = expired.order_by("pk").values_list("pk", flat=True).first()
         if low is None:
-            return Batch(examined=0, removed=0, removed_bytes=0, cursor=cursor, done=True)
+            return Batch(examined=0, removed=0, removed_bytes=0, cursor=cursor, done=True, scope=0)
         done_key, end = low - 1, expired.order_by("-pk").values_list("pk", flat=True).first()
+    start = done_key
     upper = min(done_key + size, end)
     batch = expired.filter(pk__gt=done_key, pk__lte=upper)
     removed = batch.count() if dry_run else rows_delete(model, batch)
@@ -67,6 +72,8 @@ def row_batch(
         removed_bytes=0,
         cursor=f"{upper}:{end}",
         done=upper >= end,
+        covered=upper - start,
+        scope=None if cursor else end - start,
     )
 
 
@@ -106,8 +113,11 @@ def _has_delete_relations(model: type[Model]) -> bool:
     )
 
 
-def media_files(root: Path, prefix: str, after: str) -> Iterator[tuple[str, os.DirEntry]]:
-    """Regular files under root/prefix in a stable order, as (storage name, entry), strictly after `after`.
+def media_files(
+    root: Path, prefix: str, after: str, exclude: tuple[str, ...] = ()
+) -> Iterator[tuple[str, os.DirEntry]]:
+    """Regular files under root/prefix in a stable order, as (storage name, entry), strictly after `after`,
+    outside the folders in `exclude` (storage names of folders that another target owns).
 
     Symbolic links are neither followed nor yielded: one may point outside MEDIA_ROOT, and a purge removes only
     what lies inside it. Directories that sort wholly before the cursor are not even opened.
@@ -115,6 +125,7 @@ def media_files(root: Path, prefix: str, after: str) -> Iterator[tuple[str, os.D
     base = root / prefix if prefix else root
     after_parts = tuple(after.split("/")) if after else ()
     prefix_parts = tuple(Path(prefix).parts) if prefix else ()
+    excluded = {tuple(Path(folder).parts) for folder in exclude}
 
     def walk(directory: str, parts: tuple[str, ...]) -> Iterator[tuple[str, os.DirEntry]]:
         try:
@@ -124,7 +135,7 @@ def media_files(root: Path, prefix: str, after: str) -> Iterator[tuple[str, os.D
             return
         for entry in entries:
             path = (*parts, entry.name)
-            if entry.is_symlink():
+            if entry.is_symlink() or path in excluded:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 if after_parts and path < after_parts[: len(path)]:
@@ -147,7 +158,7 @@ def file_batch(
     root = root.resolve()
     cutoff_ts = cutoff.timestamp()
     scanned: list[tuple[str, os.DirEntry]] = []
-    for item in media_files(root, target.prefix, cursor):
+    for item in media_files(root, target.prefix, cursor, registry.prefixes_owned_elsewhere(target)):
         scanned.append(item)
         if len(scanned) == size:
             break
@@ -176,4 +187,5 @@ def file_batch(
         removed_bytes=removed_bytes,
         cursor=scanned[-1][0],
         done=len(scanned) < size,
+        covered=len(scanned),
     )

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from purge import registry
+from purge.progress import Progress, progress_estimate
 
 
 class RetentionPolicy(models.Model):
@@ -66,6 +69,14 @@ class PurgeRun(models.Model):
     removed = models.PositiveBigIntegerField(default=0, help_text="removed, or would be on a dry run")
     removed_bytes = models.PositiveBigIntegerField(default=0)
     batches = models.PositiveIntegerField(default=0)
+    # Progress: how much of its scope the run has covered (primary keys for rows, files for files) out of
+    # how much there is. A row run knows its key span from its first batch; a file run cannot know how many
+    # files it will walk without walking them, so it takes the last finished run's count as an estimate.
+    scope = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="keys or files to cover in all; empty when not known"
+    )
+    scope_estimated = models.BooleanField(default=False, help_text="the scope is the last run's count")
+    covered = models.PositiveBigIntegerField(default=0, help_text="keys or files covered so far")
     tasks = models.PositiveIntegerField(default=0, help_text="tasks that worked on this run (continuations)")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -90,3 +101,33 @@ class PurgeRun(models.Model):
     @property
     def final(self) -> bool:
         return self.state in (self.State.DONE, self.State.FAILED, self.State.SKIPPED)
+
+    def progress(self, now: datetime | None = None) -> Progress:
+        elapsed = (now or timezone.now()) - self.started_at if self.started_at else None
+        return progress_estimate(
+            covered=self.covered, scope=self.scope, estimated=self.scope_estimated, elapsed=elapsed
+        )
+
+
+class PurgeBatch(models.Model):
+    """One batch of a run, as it committed: what the detail page of a run lists.
+
+    A row per batch rather than a list on the run: a batch inserts its row in its own transaction, so a
+    batch rolled back (soft time limit, lost lock) leaves no row, and nothing rewrites a growing list.
+    At the default 5,000 rows or files a batch, a million make 200 rows.
+    """
+
+    run = models.ForeignKey(PurgeRun, on_delete=models.CASCADE, related_name="batch_set")
+    number = models.PositiveIntegerField()
+    examined = models.PositiveBigIntegerField()
+    removed = models.PositiveBigIntegerField(help_text="removed, or would be on a dry run")
+    removed_bytes = models.PositiveBigIntegerField(default=0)
+    seconds = models.FloatField()
+    finished_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="one_batch_per_run_and_number")]
+
+    def __str__(self) -> str:
+        return f"batch {self.number} of run #{self.run_id}"

@@ -19,7 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from purge import batches, registry
-from purge.models import PurgeRun, RetentionPolicy
+from purge.models import PurgeBatch, PurgeRun, RetentionPolicy
 from purge.signals import purge_run_requested
 
 logger = logging.getLogger(__name__)
@@ -48,13 +48,17 @@ class RunOutcome(enum.Enum):
 
 
 def policies_install() -> int:
-    """One policy per registered target, with the target's defaults; existing policies are left as edited."""
+    """One policy per registered target, with the target's defaults; existing policies are left as edited,
+    except that one still named after a label its target has dropped takes the new label (the old name
+    would say something the policy no longer does; a name an admin chose is theirs)."""
     created = 0
     for key, target in registry.TARGETS.items():
-        _policy, was_created = RetentionPolicy.objects.get_or_create(
+        policy, was_created = RetentionPolicy.objects.get_or_create(
             target=key, defaults={"name": target.label, "max_age_days": target.default_days}
         )
         created += was_created
+        if policy.name in target.former_labels:
+            RetentionPolicy.objects.filter(pk=policy.pk, name=policy.name).update(name=target.label)
     return created
 
 
@@ -168,8 +172,13 @@ def _work(run: PurgeRun, target: registry.Target, budget: float) -> RunOutcome:
     if run.state == PurgeRun.State.QUEUED:
         run.cutoff = timezone.now() - timedelta(days=policy.max_age_days)
         run.started_at = timezone.now()
+        scope = _file_scope_estimate(run) if isinstance(target, registry.FileTarget) else None
         PurgeRun.objects.filter(pk=run.pk).update(
-            state=PurgeRun.State.RUNNING, cutoff=run.cutoff, started_at=run.started_at
+            state=PurgeRun.State.RUNNING,
+            cutoff=run.cutoff,
+            started_at=run.started_at,
+            scope=scope,
+            scope_estimated=scope is not None,
         )
     PurgeRun.objects.filter(pk=run.pk).update(tasks=F("tasks") + 1)
     cursor = run.cursor
@@ -185,13 +194,7 @@ def _work(run: PurgeRun, target: registry.Target, budget: float) -> RunOutcome:
                 _lock_extend(policy.pk, run.pk)
                 lock_checked = batch_started
             batch = _next_batch(target, run, cursor)
-            PurgeRun.objects.filter(pk=run.pk).update(
-                cursor=batch.cursor,
-                examined=F("examined") + batch.examined,
-                removed=F("removed") + batch.removed,
-                removed_bytes=F("removed_bytes") + batch.removed_bytes,
-                batches=F("batches") + (1 if batch.examined else 0),
-            )
+            _batch_record(run.pk, batch, seconds=time.monotonic() - batch_started)
         cursor = batch.cursor
         gaps.after_batch(time.monotonic() - batch_started)
         if batch.done:
@@ -201,6 +204,47 @@ def _work(run: PurgeRun, target: registry.Target, budget: float) -> RunOutcome:
         if time.monotonic() > deadline:
             # Keep the lock (it names this run): the continuation takes it again, nobody slips in between.
             return RunOutcome.CONTINUE
+
+
+def _file_scope_estimate(run: PurgeRun) -> int | None:
+    """How many files the run will walk, guessed: a file run cannot count them without walking them all, and
+    the policy's last finished run walked about as many. None for a policy's first run."""
+    return (
+        PurgeRun.objects.filter(policy_id=run.policy_id, state=PurgeRun.State.DONE)
+        .exclude(pk=run.pk)
+        .order_by("-finished_at")
+        .values_list("examined", flat=True)
+        .first()
+    )
+
+
+def _batch_record(run_id: int, batch: batches.Batch, *, seconds: float) -> None:
+    """Save a batch's progress on its run, and list the batch, in the transaction that did its work."""
+    counted = 1 if batch.examined else 0
+    changes: dict = {
+        "cursor": batch.cursor,
+        "examined": F("examined") + batch.examined,
+        "removed": F("removed") + batch.removed,
+        "removed_bytes": F("removed_bytes") + batch.removed_bytes,
+        "batches": F("batches") + counted,
+        "covered": F("covered") + batch.covered,
+    }
+    if batch.scope is not None:
+        changes.update(scope=batch.scope, scope_estimated=False)
+    PurgeRun.objects.filter(pk=run_id).update(**changes)
+    if not counted:
+        return
+    # Read after the UPDATE, which holds the run's row until commit: a second delivery of the run working at
+    # the same time waits for it and then numbers its batch after this one.
+    number = PurgeRun.objects.values_list("batches", flat=True).get(pk=run_id)
+    PurgeBatch.objects.create(
+        run_id=run_id,
+        number=number,
+        examined=batch.examined,
+        removed=batch.removed,
+        removed_bytes=batch.removed_bytes,
+        seconds=seconds,
+    )
 
 
 # SQLite has one write lock for the whole database. A purge that began its next batch the instant it committed

@@ -15,12 +15,24 @@ class ThumbnailsConfig(AppConfig):
             return set(originals) | set(renditions)
 
         registry.register_file_references(referenced)
+        # Every file this app writes lies under one of these two folders, and only these policies remove them:
+        # a deleted image's original and renditions once no other image (a twin with the same content, so the
+        # same names) references them. A file is written a moment before its row: leave it a day.
+        registry.register(
+            registry.FileTarget(
+                key="unused_originals",
+                label="Uploaded originals no image references (deleted images, interrupted uploads)",
+                prefix="originals",
+                default_days=1,
+            )
+        )
         registry.register(
             registry.FileTarget(
                 key="stale_renditions",
-                label="Rendition files of deleted images",
+                label="Rendition files no image references (deleted images, outdated renditions)",
                 prefix="renditions",
-                default_days=1,  # a job's files are written a moment before its rows: leave them a day
+                default_days=1,
+                former_labels=("Rendition files of deleted images",),
             )
         )
 

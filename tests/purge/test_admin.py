@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
 import pytest
+import time_machine
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
+from django.utils import timezone
 
 from purge import services
 from purge.models import PurgeRun, RetentionPolicy
@@ -34,7 +39,11 @@ def post_action(client: Client, action: str) -> None:
 
 def test_the_policy_list_shows_what_each_policy_purges_and_its_last_run() -> None:
     page = staff().get("/admin/purge/retentionpolicy/").content.decode()
-    assert "Orphaned files under MEDIA_ROOT" in page
+    assert (
+        "Unreferenced files in MEDIA_ROOT that no other policy covers: files under MEDIA_ROOT except originals/, renditions/"
+        in page
+    )
+    assert "files under MEDIA_ROOT/renditions/" in page
     assert "never" in page
 
 
@@ -84,10 +93,6 @@ def test_admin_actions_are_csrf_protected(enqueued) -> None:
 
 
 def test_runs_say_real_or_dry_in_words_and_their_durations_as_people_do() -> None:
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     policy = RetentionPolicy.objects.get(target="report_history")
     started = timezone.now() - timedelta(hours=1)
     real = PurgeRun.objects.create(
@@ -102,3 +107,58 @@ def test_runs_say_real_or_dry_in_words_and_their_durations_as_people_do() -> Non
     assert "icon-no.svg" not in listing  # no red cross on a run that went well
     detail = client.get(f"/admin/purge/purgerun/{real.pk}/change/").content.decode()
     assert "4 min 12 s" in detail and "0:04:12" not in detail  # noqa: PT018
+
+
+@pytest.fixture
+def frozen() -> Iterator[None]:
+    """The clock stands still: a run started a minute ago is a minute old when the page is drawn."""
+    with time_machine.travel(datetime(2026, 12, 1, 12, 0, tzinfo=UTC), tick=False):
+        yield
+
+
+def running_run(**fields) -> PurgeRun:
+    policy = RetentionPolicy.objects.get(target="report_history")
+    started = timezone.now() - timedelta(minutes=1)
+    return PurgeRun.objects.create(
+        policy=policy, state=PurgeRun.State.RUNNING, started_at=started, trigger="nightly", **fields
+    )
+
+
+def test_a_running_run_shows_a_bar_its_share_and_the_time_left_at_its_rate_so_far(frozen) -> None:
+    running_run(scope=40_000, covered=10_000, examined=10_000, removed=9_876)
+    listing = staff().get("/admin/purge/purgerun/").content.decode()
+    assert '<progress class="purge-progress" value="0.250" max="1">' in listing
+    assert "25\u00a0% · about 3 min left" in listing
+    assert "9,876" in listing
+    assert "nightly schedule" in listing
+
+
+def test_a_run_whose_total_is_not_known_says_so_instead_of_a_share(frozen) -> None:
+    running_run(scope=None, covered=12_345, examined=12_345)
+    listing = staff().get("/admin/purge/purgerun/").content.decode()
+    assert '<progress class="purge-progress" max="1">' in listing  # a busy bar, claiming no share
+    assert "12,345 examined so far · total not known" in listing
+    assert " left" not in listing
+
+
+def test_a_file_runs_estimated_total_is_said_to_be_one(frozen) -> None:
+    running_run(scope=1000, scope_estimated=True, covered=500, examined=500)
+    listing = staff().get("/admin/purge/purgerun/").content.decode()
+    assert "about 50\u00a0% · about 1 min left" in listing
+    assert "compared with the 1,000 files the last run examined" in listing
+
+
+def test_the_runs_page_lists_its_batches_and_the_same_facts_as_the_list() -> None:
+    from purge.models import PurgeBatch
+
+    run = running_run(scope=10, covered=10, examined=10, removed=7, dry_run=True)
+    PurgeRun.objects.filter(pk=run.pk).update(state=PurgeRun.State.DONE, batches=2)
+    PurgeBatch.objects.create(run=run, number=1, examined=5, removed=5, seconds=0.25)
+    PurgeBatch.objects.create(run=run, number=2, examined=5, removed=2, seconds=12.4)
+    page = staff().get(f"/admin/purge/purgerun/{run.pk}/change/").content.decode()
+    assert 'id="purge-batches"' in page
+    assert "would remove" in page
+    assert "0.2 s" in page and "12 s" in page  # noqa: PT018
+    assert "7 (would go)" in page and "dry run" in page  # noqa: PT018
+    assert "nightly schedule" in page
+    assert 'nonce="' in page and ' style="' not in page.split('id="purge-batches"')[1]  # noqa: PT018

@@ -72,6 +72,7 @@ def test_migrate_installs_one_policy_per_target_and_the_nightly_entry_on_default
         ("report_history", 90),
         ("print_tasks", 30),
         ("orphan_media", 1),
+        ("unused_originals", 1),
         ("stale_renditions", 1),
         ("job_history_done", 1),
         ("job_history_failed", 7),
@@ -91,6 +92,20 @@ def test_installing_again_keeps_what_an_admin_edited() -> None:
     install_defaults(sender=None)
     assert RetentionPolicy.objects.get(target="report_history").max_age_days == 7
     assert PeriodicTask.objects.get(name=NIGHTLY_NAME).enabled is False
+
+
+def test_a_policy_still_named_after_its_targets_former_label_takes_the_new_one_and_a_chosen_name_stays() -> (
+    None
+):
+    policy("stale_renditions", name="Rendition files of deleted images")
+    policy("orphan_media", name="Stray files (ours)")
+    services.policies_install()
+    services.policies_install()
+    assert RetentionPolicy.objects.get(target="stale_renditions").name == (
+        "Rendition files no image references (deleted images, outdated renditions)"
+    )
+    assert RetentionPolicy.objects.get(target="orphan_media").name == "Stray files (ours)"
+    assert RetentionPolicy.objects.filter(target="unused_originals").count() == 1
 
 
 def test_a_run_removes_only_rows_older_than_the_policy_in_small_batches(enqueued) -> None:
@@ -264,7 +279,7 @@ def make_file(root: Path, name: str, age_days: float) -> Path:
     return path
 
 
-def test_orphan_files_go_but_referenced_files_young_files_and_links_stay(
+def test_unreferenced_files_go_but_referenced_files_young_files_and_links_stay(
     media_root: Path, tmp_path: Path, enqueued
 ) -> None:
     from thumbnails.models import Image
@@ -276,28 +291,122 @@ def test_orphan_files_go_but_referenced_files_young_files_and_links_stay(
         original="originals/cd/used", original_name="u.jpg", content_hash="cd" * 32, byte_size=100
     )
     outside = make_file(tmp_path / "elsewhere", "precious.txt", age_days=30)
-    (media_root / "link-out").symlink_to(outside)
-    (media_root / "dir-out").symlink_to(outside.parent, target_is_directory=True)
+    (media_root / "originals/link-out").symlink_to(outside)
+    (media_root / "originals/dir-out").symlink_to(outside.parent, target_is_directory=True)
 
-    dry = run_to_the_end(request("orphan_media", dry_run=True, batch_size=2), enqueued)
+    dry = run_to_the_end(request("unused_originals", dry_run=True, batch_size=2), enqueued)
     assert (dry.removed, dry.removed_bytes) == (1, 100)
     assert orphan.exists()
-    run = run_to_the_end(request("orphan_media", batch_size=2), enqueued)
+    run = run_to_the_end(request("unused_originals", batch_size=2), enqueued)
     assert (run.state, run.removed, run.examined) == ("done", 1, 3)
     assert not orphan.exists()
     assert young.exists()
     assert used.exists()
     assert outside.exists()
-    assert (media_root / "link-out").is_symlink()
+    assert (media_root / "originals/link-out").is_symlink()
 
 
-def test_stale_renditions_look_only_under_renditions(media_root: Path, enqueued) -> None:
-    stale = make_file(media_root, "renditions/ab/abab/thumb-400.jpg", age_days=5)
-    other = make_file(media_root, "originals/ab/abab", age_days=5)
-    run = run_to_the_end(request("stale_renditions"), enqueued)
-    assert run.removed == 1
-    assert not stale.exists()
-    assert other.exists()
+FILE_POLICIES = ("orphan_media", "unused_originals", "stale_renditions")
+
+
+def test_each_file_has_exactly_one_policy_and_each_dry_run_counts_what_its_real_run_then_removes(
+    media_root: Path, enqueued
+) -> None:
+    from thumbnails.models import Image, Rendition
+
+    unreferenced = {
+        "unused_originals": ["originals/ab/abab"],
+        "stale_renditions": ["renditions/ab/abab/thumb-400.jpg", "renditions/ab/abab/preview-2048.jpg"],
+        # Outside the thumbnails folders, and a folder whose name only starts like one of them.
+        "orphan_media": ["stray.txt", "exports/2026/old.csv", "originals-old/ab"],
+    }
+    for names in unreferenced.values():
+        for name in names:
+            make_file(media_root, name, age_days=5)
+    kept = [
+        make_file(media_root, "originals/cd/cdcd", age_days=5),
+        make_file(media_root, "renditions/cd/cdcd/thumb-400.jpg", age_days=5),
+    ]
+    image = Image.objects.create(
+        original="originals/cd/cdcd", original_name="k.jpg", content_hash="cd" * 32, byte_size=100
+    )
+    Rendition.objects.create(
+        image=image, name="thumb", spec_key="k", file="renditions/cd/cdcd/thumb-400.jpg",
+        width=1, height=1, byte_size=100,
+    )  # fmt: skip
+
+    # Every dry run first, then the real runs, the catch-all first: the order that once let the orphan
+    # policy take the renditions that the renditions policy's dry run had counted.
+    dry = {
+        key: run_to_the_end(request(key, dry_run=True, batch_size=2), enqueued).removed
+        for key in FILE_POLICIES
+    }
+    assert dry == {key: len(names) for key, names in unreferenced.items()}
+    real = {key: run_to_the_end(request(key, batch_size=2), enqueued).removed for key in FILE_POLICIES}
+    assert real == dry
+    assert not [name for names in unreferenced.values() for name in names if (media_root / name).exists()]
+    assert all(path.exists() for path in kept)
+
+
+def test_a_deleted_images_original_and_renditions_go_after_the_grace_period_unless_a_twin_uses_them(
+    media_root: Path, enqueued
+) -> None:
+    from thumbnails.models import Image, Rendition
+
+    digest = "ef" * 32
+    original = f"originals/ef/{digest}"
+    renditions = [f"renditions/ef/{digest}/thumb-400.jpg", f"renditions/ef/{digest}/preview-2048.jpg"]
+    files = [make_file(media_root, name, age_days=2) for name in [original, *renditions]]
+    images = []
+    for _ in range(2):  # twins: the same content, so the same files
+        image = Image.objects.create(
+            original=original, original_name="t.jpg", content_hash=digest, byte_size=100
+        )
+        for name, file in zip(("thumb", "preview"), renditions, strict=True):
+            Rendition.objects.create(
+                image=image, name=name, spec_key="k", file=file, width=1, height=1, byte_size=100
+            )
+        images.append(image)
+
+    images[0].delete()
+    assert [run_to_the_end(request(key), enqueued).removed for key in FILE_POLICIES] == [0, 0, 0]
+    assert all(path.exists() for path in files)
+
+    images[1].delete()
+    assert [run_to_the_end(request(key), enqueued).removed for key in FILE_POLICIES] == [0, 1, 2]
+    assert not any(path.exists() for path in files)
+
+
+# -- progress and batches ------------------------------------------------------------------------------
+
+
+def test_a_row_run_knows_its_key_span_from_the_first_batch_and_lists_each_batch(enqueued) -> None:
+    report = Report.objects.create(name="r")
+    history(report, days_ago=100, count=23)
+    run = run_to_the_end(request("report_history", batch_size=5), enqueued)
+    assert (run.scope, run.covered, run.scope_estimated) == (23, 23, False)
+    listed = list(run.batch_set.values_list("number", "removed"))
+    assert listed == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 3)]
+    assert all(batch.seconds >= 0 and batch.finished_at for batch in run.batch_set.all())
+
+
+def test_a_file_run_takes_the_last_runs_count_as_an_estimate_of_how_many_files_it_will_walk(
+    media_root: Path, enqueued
+) -> None:
+    for n in range(5):
+        make_file(media_root, f"stray-{n}.txt", age_days=0.1)
+    first = run_to_the_end(request("orphan_media", dry_run=True, batch_size=2), enqueued)
+    assert (first.scope, first.covered, first.examined) == (None, 5, 5)
+    assert first.progress().fraction is None  # nothing to compare with: not known, not a guess
+    assert list(first.batch_set.values_list("number", "examined", "removed")) == [
+        (1, 2, 0),
+        (2, 2, 0),
+        (3, 1, 0),
+    ]
+
+    make_file(media_root, "stray-5.txt", age_days=0.1)
+    second = run_to_the_end(request("orphan_media", batch_size=2), enqueued)
+    assert (second.scope, second.scope_estimated, second.covered) == (5, True, 6)
 
 
 def test_a_run_jumps_over_key_ranges_with_nothing_expired(enqueued, monkeypatch) -> None:
