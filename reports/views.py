@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group
@@ -11,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -19,6 +21,7 @@ from reports import selectors, services
 from reports.models import Report
 from reports.selectors import reports_visible
 from thumbnails import services as thumbnails
+from thumbnails import waiting
 from thumbnails.models import Image
 from thumbnails.storage import url as thumbnail_url
 from thumbnails.views import accepts_uploads
@@ -58,6 +61,10 @@ def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # Another user's report is "not found", never "forbidden": its existence is not theirs to learn.
     report = get_object_or_404(reports_visible(request.user), pk=pk)
     images = services.report_render(report=report, user=request.user)
+    waits = waiting.images_wait(images)
+    for image in images:
+        image.wait = waits.get(image.pk)
+        image.page_url = reverse("reports:image", args=[report.pk, image.pk])
     context = {
         "report": report,
         "images": images,
@@ -65,7 +72,13 @@ def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "shared_with": list(report.shared_with.order_by("name")),
         "can_share": report_can_share(report, request.user),
         "can_retry": request.user.has_perm(RETRY_PERMISSION),
+        "can_delete": selectors.report_can_delete(report, request.user),
         "groups": sharing_choices(report, request.user),
+        "upload_max_mb": settings.KILN_UPLOAD_MAX_MB,
+        "upload_max_bytes": settings.KILN_UPLOAD_MAX_BYTES,
+        # Each tile's links, for the script that draws tiles: the URL of image 0, the script puts the id in.
+        "image_url_pattern": reverse("reports:image", args=[report.pk, 0]),
+        "retry_url_pattern": reverse("reports:image-retry", args=[report.pk, 0]),
     }
     return render(request, "reports/report_detail.html", context)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,11 @@ def test_a_user_logs_in_uploads_images_and_sees_thumbnails_appear(
     broken = tmp_path / "broken.jpg"
     broken.write_text("this is not a photograph\n" * 10)
     files.append(broken)
+    # Refused in the page before a byte is sent (KILN_UPLOAD_MAX_MB is 25): the others carry on.
+    huge = tmp_path / "huge.jpg"
+    with huge.open("wb") as out:
+        out.truncate(26 * 1024 * 1024)
+    files.append(huge)
 
     browser.get(f"{stack.base_url}/reports/")
     assert "/accounts/login/" in browser.current_url
@@ -48,13 +54,22 @@ def test_a_user_logs_in_uploads_images_and_sees_thumbnails_appear(
     )
 
     browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys("\n".join(str(f) for f in files))
+    # Mark this page: the upload goes through the page's script, file by file, without a reload.
+    browser.execute_script("window.kilnNoReload = true;")
     browser.find_element(By.CSS_SELECTOR, "form[enctype] button").click()
     WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
         lambda d: count(d, "[data-image-id]") == 4,
-        message="the four uploaded files did not appear as tiles",
+        message="the four accepted files did not appear as tiles",
     )
-    # Mark this page: if the tiles change without a reload, the mark is still there at the end.
-    browser.execute_script("window.kilnNoReload = true;")
+    WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
+        lambda d: re.fullmatch(
+            r"5 of 5 files · ([\d.]+) MB of \1 MB · 1 refused", text_of(d, "#uploads-summary") or ""
+        ),
+        message=f"the overall upload line did not settle: {text_of(browser, '#uploads-summary')!r}",
+    )
+    states = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#uploads .state")]
+    assert states == ["uploaded"] * 4 + ["larger than 25 MB"], states
+    assert browser.execute_script("return document.getElementById('uploads-bar').value") == 1
 
     WebDriverWait(browser, 90, poll_frequency=0.5, ignored_exceptions=RETRY_ON).until(
         lambda d: count(d, '[data-status="pending"]') == 0,
@@ -70,14 +85,45 @@ def test_a_user_logs_in_uploads_images_and_sees_thumbnails_appear(
         )
     )
     assert {browser.execute_script("return arguments[0].naturalWidth", img) for img in ready} == {400}
+    # Each thumbnail opens the image's own page in the site, not the bare JPEG.
     links = [img.find_element(By.XPATH, "..").get_attribute("href") for img in ready]
-    assert all("/media/renditions/" in link for link in links)
+    ids = [
+        tile.get_attribute("data-image-id")
+        for tile in browser.find_elements(By.CSS_SELECTOR, '[data-status="ready"]')
+    ]
+    assert links == [f"{browser.current_url.split('#')[0]}images/{image_id}/" for image_id in ids]
     failed = browser.find_element(By.CSS_SELECTOR, '[data-status="failed"]')
     assert "broken.jpg" in failed.text
     assert failed.find_element(By.CLASS_NAME, "reason").text.strip()
+    # The admin may retry, on a tile the script drew as on one the server drew.
+    assert failed.find_element(By.CSS_SELECTOR, "form.retry button").text == "Retry"
+    # Tiles of even size: every picture area is the same square.
+    sizes = browser.execute_script(
+        "return [...document.querySelectorAll('.tile .picture')].map(p => [p.offsetWidth, p.offsetHeight]);"
+    )
+    assert len({tuple(size) for size in sizes}) == 1, sizes
+    assert sizes[0][0] == sizes[0][1], sizes
     # The header counted the tiles as they changed, without a reload.
     assert browser.find_element(By.ID, "report-counts").text == "3 ready · 1 failed"
 
     screenshot = tmp_path / "report-page.png"
     assert browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000
+
+    # The retry from a script-drawn tile posts with its token and the image is queued again.
+    browser.find_element(By.CSS_SELECTOR, '[data-status="failed"] form.retry button').click()
+    WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
+        lambda d: "is being processed again" in (text_of(d, ".messages") or ""),
+        message="the retry did not come back with its message",
+    )
+
+    # A phone-width screen: two tiles a row, nothing wider than the screen.
+    browser.set_window_size(390, 844)
+    browser.refresh()
+    WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(lambda d: count(d, "[data-image-id]") == 4)
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    tops = browser.execute_script(
+        "return [...document.querySelectorAll('.tile')].map(t => t.getBoundingClientRect().top);"
+    )
+    assert tops[0] == tops[1] != tops[2], tops
+    assert browser.save_screenshot(str(tmp_path / "report-page-phone.png"))
