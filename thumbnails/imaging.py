@@ -77,6 +77,7 @@ class Rejection(StrEnum):
     # Never raised here: the service sets these when an input costs a worker more than it may spend.
     TOO_MUCH_MEMORY = "too_much_memory"  # its decode passed the worker's memory cap
     CRASHED_WORKER = "crashed_worker"  # every attempt on it ended with its pool process dead or timed out
+    TOO_SLOW = "too_slow"  # its processing passed the queue's time limit
 
 
 class ImageRejected(Exception):

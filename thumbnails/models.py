@@ -47,7 +47,12 @@ class Image(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         # The per-user upload limits count a user's recent uploads (services.upload_quota_check).
-        indexes = [models.Index(fields=["uploaded_by", "created_at"], name="image_uploads_by_user")]
+        indexes = [
+            models.Index(fields=["uploaded_by", "created_at"], name="image_uploads_by_user"),
+            # The operators' count of rejected inputs by hour and kind (jobs' dashboard, `jobs status`,
+            # /metrics) reads only this index, however many images failed before.
+            models.Index(fields=["status", "processed_at", "error_kind"], name="image_failures_by_time"),
+        ]
         permissions = [("upload_without_limits", "Can upload without the per-user limits")]
 
     def __str__(self) -> str:

@@ -7,7 +7,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from thumbnails import services
+from thumbnails import imaging, services
 
 # Storage trouble and a lost database connection pass; a corrupt file (failed by the service at once) and a
 # bad value (DataError, IntegrityError: the same on every attempt) do not.
@@ -20,7 +20,9 @@ class RenditionTask(Task):
         # this the image would stay pending until the sweep sent it again, and again.
         if isinstance(exc, TimeLimitExceeded) and args:
             services.image_mark_failed(
-                image_id=args[0], reason=f"processing took longer than the {self.time_limit} s time limit"
+                image_id=args[0],
+                reason=f"processing took longer than the {self.time_limit} s time limit",
+                kind=imaging.Rejection.TOO_SLOW,
             )
 
 
@@ -31,7 +33,9 @@ def rendition_generate_task(self, image_id: int, force: bool = False) -> str:
         return services.rendition_generate(image_id=image_id, force=force)
     except SoftTimeLimitExceeded:
         services.image_mark_failed(
-            image_id=image_id, reason=f"processing took longer than {self.soft_time_limit} s"
+            image_id=image_id,
+            reason=f"processing took longer than {self.soft_time_limit} s",
+            kind=imaging.Rejection.TOO_SLOW,
         )
         return "failed"
     except TRANSIENT_ERRORS as exc:

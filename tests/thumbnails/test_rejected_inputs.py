@@ -103,6 +103,27 @@ def test_an_image_that_needs_too_much_memory_or_keeps_crashing_is_counted_agains
     assert Image.objects.get(pk=crashing.pk).error_kind == Rejection.CRASHED_WORKER
 
 
+@pytest.mark.django_db
+def test_an_image_over_the_queues_time_limit_is_counted_as_too_slow(media_root: Path, monkeypatch) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+
+    from thumbnails.tasks import rendition_generate_task
+
+    soft, hard = stored(jpeg_bytes(), "slow.jpg"), stored(jpeg_bytes(color=(4, 5, 6)), "killed.jpg")
+
+    def over_the_soft_limit(**kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(services, "rendition_generate", over_the_soft_limit)
+    assert rendition_generate_task.apply(args=[soft.pk]).get() == "failed"
+    # The hard limit kills the pool process; the worker's main process reports it through on_failure.
+    rendition_generate_task.on_failure(TimeLimitExceeded(120), "task-id", [hard.pk], {}, None)
+    for image in (soft, hard):
+        image.refresh_from_db()
+        assert (image.status, image.error_kind) == (Image.Status.FAILED, Rejection.TOO_SLOW)
+        assert "took longer than" in image.error
+
+
 @pytest.mark.database
 @pytest.mark.django_db
 def test_a_failure_of_kilns_own_making_has_no_kind(media_root: Path) -> None:
