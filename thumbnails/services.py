@@ -298,8 +298,8 @@ def rendition_generate(*, image_id: int, force: bool = False) -> str:
             kind=imaging.Rejection.CRASHED_WORKER,
         )
         return Image.Status.FAILED
-    if not force and _copy_from_twin(image):
-        return Image.Status.READY
+    if not force and (copied := _copy_from_twin(image)) is not None:
+        return Image.Status.READY if copied else "gone"
 
     with default_storage.open(image.original, "rb") as source:
         try:
@@ -327,12 +327,18 @@ def rendition_generate(*, image_id: int, force: bool = False) -> str:
         file_name = storage.rendition_name(image.content_hash, key, rendition.extension)
         storage.write_atomic(file_name, [rendition.data])
         rows.append((name, key, file_name, rendition.width, rendition.height, len(rendition.data)))
-    _save_result(image, result.facts, rows)
+    if not _save_result(image, result.facts, rows):
+        return "gone"  # deleted while it was processed: its files are left to the purge's file policies
     return Image.Status.READY
 
 
-def _save_result(image: Image, facts: imaging.ImageFacts, rows: list[tuple]) -> None:
+def _save_result(image: Image, facts: imaging.ImageFacts, rows: list[tuple]) -> bool:
+    """False when the image was deleted meanwhile (nothing is written)."""
     with transaction.atomic():
+        # The row lock makes a delete wait for this transaction, or this one see the delete: never
+        # renditions pointing at an image that is gone (an IntegrityError at commit).
+        if not Image.objects.select_for_update().filter(pk=image.pk).exists():
+            return False
         for name, key, file_name, width, height, size in rows:
             Rendition.objects.update_or_create(
                 image=image,
@@ -357,10 +363,12 @@ def _save_result(image: Image, facts: imaging.ImageFacts, rows: list[tuple]) -> 
             exif=facts.exif,
             processed_at=timezone.now(),
         )
+    return True
 
 
-def _copy_from_twin(image: Image) -> bool:
-    """An identical file already processed: reuse its facts and rendition files instead of decoding."""
+def _copy_from_twin(image: Image) -> bool | None:
+    """An identical file already processed: reuse its facts and rendition files instead of decoding.
+    None when there is no usable twin; False when the image was deleted meanwhile."""
     twin = (
         Image.objects.filter(content_hash=image.content_hash, status=Image.Status.READY)
         .exclude(pk=image.pk)
@@ -368,13 +376,12 @@ def _copy_from_twin(image: Image) -> bool:
         .first()
     )
     if twin is None or not renditions_current(twin):
-        return False
+        return None
     facts = imaging.ImageFacts(
         format=twin.format, width=twin.width, height=twin.height, exif=twin.exif, animated=twin.animated
     )
     rows = [(r.name, r.spec_key, r.file, r.width, r.height, r.byte_size) for r in twin.renditions.all()]
-    _save_result(image, facts, rows)
-    return True
+    return _save_result(image, facts, rows)
 
 
 def image_sweep_pending() -> int:

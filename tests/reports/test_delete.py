@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import pytest
 import time_machine
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.db import IntegrityError
 from django.test import Client
 from django.utils import timezone
 
@@ -144,9 +142,7 @@ def test_a_job_running_as_its_image_is_deleted_leaves_no_rows_and_its_files_go_w
     image = upload(report, process=False)
     render_then_delete(monkeypatch, report, image)
 
-    # Today the job's last transaction fails on the missing image (see the xfail test below) and rolls back.
-    with suppress(IntegrityError):
-        thumbnails.rendition_generate(image_id=image.pk)
+    assert thumbnails.rendition_generate(image_id=image.pk) == "gone"
     assert not Rendition.objects.exists()
     written = {path for path in (media_root / "renditions").rglob("*") if path.is_file()}
     assert len(written) == 2  # the preview and the thumbnail, now referenced by nothing
@@ -156,17 +152,21 @@ def test_a_job_running_as_its_image_is_deleted_leaves_no_rows_and_its_files_go_w
     assert not (media_root / image.original).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IntegrityError,
-    reason="thumbnails.services._save_result does not yet check that the image still exists",
-)
-def test_a_job_running_as_its_image_is_deleted_ends_quietly_as_gone(media_root, monkeypatch) -> None:
+def test_a_job_copying_a_twins_files_as_its_image_is_deleted_ends_quietly_as_gone(
+    media_root, monkeypatch
+) -> None:
     report = Report.objects.create(name="Roof")
-    image = upload(report, process=False)
-    render_then_delete(monkeypatch, report, image)
+    upload(report, name="first.jpg")  # processed: the twin whose files the second upload reuses
+    image = upload(report, name="second.jpg", process=False)
+    real = thumbnails.renditions_current
 
+    def deleted_meanwhile(twin, *args, **kwargs) -> bool:
+        services.image_delete(report=report, image=image)
+        return real(twin, *args, **kwargs)
+
+    monkeypatch.setattr(thumbnails, "renditions_current", deleted_meanwhile)
     assert thumbnails.rendition_generate(image_id=image.pk) == "gone"
+    assert not Rendition.objects.filter(image_id=image.pk).exists()
 
 
 # -- asking first ----------------------------------------------------------------------------------------------
