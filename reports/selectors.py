@@ -90,13 +90,13 @@ def images_only_in(report: Report) -> QuerySet[Image]:
     return Image.objects.filter(reportimage__report=report).exclude(pk__in=elsewhere)
 
 
-def report_can_delete(report: Report, user) -> bool:
-    """Its owner and staff: the people who may share it (views.report_can_share)."""
+def report_can_manage(report: Report, user) -> bool:
+    """Its owner and staff: the people who may share it and delete it."""
     return user.is_staff or (report.owner_id is not None and report.owner_id == user.pk)
 
 
 def image_can_delete(*, report: Report, image: Image, user) -> bool:
     """Whoever may delete the report, and the image's uploader (a member who put it in a shared report)."""
-    return report_can_delete(report, user) or (
+    return report_can_manage(report, user) or (
         image.uploaded_by_id is not None and image.uploaded_by_id == user.pk
     )

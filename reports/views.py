@@ -70,9 +70,8 @@ def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "images": images,
         "counts": status_counts(images),
         "shared_with": list(report.shared_with.order_by("name")),
-        "can_share": report_can_share(report, request.user),
+        "can_manage": selectors.report_can_manage(report, request.user),
         "can_retry": request.user.has_perm(RETRY_PERMISSION),
-        "can_delete": selectors.report_can_delete(report, request.user),
         "groups": sharing_choices(report, request.user),
         "upload_max_mb": settings.KILN_UPLOAD_MAX_MB,
         "upload_max_bytes": settings.KILN_UPLOAD_MAX_BYTES,
@@ -95,10 +94,6 @@ def status_counts_of(*, ready: int, failed: int, pending: int) -> str:
     """The parts that are not zero, with thousands separators."""
     parts = [(ready, "ready"), (failed, "failed"), (pending, "waiting")]
     return " · ".join(f"{count:,} {word}" for count, word in parts if count) or "no images yet"
-
-
-def report_can_share(report: Report, user) -> bool:
-    return user.is_staff or (report.owner_id is not None and report.owner_id == user.pk)
 
 
 def sharing_choices(report: Report, user):
@@ -132,7 +127,7 @@ def report_image_retry(request: HttpRequest, pk: int, image_pk: int) -> HttpResp
 def report_sharing(request: HttpRequest, pk: int) -> HttpResponse:
     """The owner (or staff) chooses the groups whose members see the report and upload to it."""
     report = get_object_or_404(reports_visible(request.user), pk=pk)
-    if not report_can_share(report, request.user):
+    if not selectors.report_can_manage(report, request.user):
         raise PermissionDenied
     chosen = [pk for value in request.POST.getlist("groups") if (pk := integer_parse(value)) is not None]
     report.shared_with.set(sharing_choices(report, request.user).filter(pk__in=chosen))
@@ -224,7 +219,7 @@ def report_image_delete(request: HttpRequest, pk: int, image_pk: int) -> HttpRes
 def report_delete(request: HttpRequest, pk: int) -> HttpResponse:
     """GET asks, the confirmation's POST deletes the report and the images only it holds."""
     report = get_object_or_404(reports_visible(request.user), pk=pk)
-    if not selectors.report_can_delete(report, request.user):
+    if not selectors.report_can_manage(report, request.user):
         raise PermissionDenied
     if request.method == "POST":
         name = report.name
