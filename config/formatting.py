@@ -1,8 +1,9 @@
-"""Figures for people: durations as "4 min 12 s", not "0:04:12.299698"."""
+"""Figures for people: durations as "4 min 12 s", not "0:04:12.299698"; counts with their noun and
+thousands separators; moments and byte sizes in words."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 
 def duration(value: timedelta | float | None) -> str:
@@ -26,3 +27,20 @@ def duration(value: timedelta | float | None) -> str:
     if minutes:
         return f"{minutes} min {secs} s" if secs else f"{minutes} min"
     return f"{secs} s"
+
+
+def count_of(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def moment_words(moment: datetime) -> str:
+    return f"{moment.day} {moment:%B %Y}, {moment:%H:%M}"
+
+
+def bytes_words(size: int) -> str:
+    """ "12.4 MB", "310 KB": in the units of the upload limit's messages (1 MB = 1,048,576 bytes)."""
+    if size < 1024:
+        return count_of(size, "byte")
+    if size < 1_048_576:
+        return f"{size / 1024:,.0f} KB"
+    return f"{size / 1_048_576:,.1f} MB"

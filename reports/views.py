@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -13,15 +11,16 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.api import integer_parse
+from config.formatting import count_of
 from reports import selectors, services
 from reports.models import Report
 from reports.selectors import reports_visible
 from thumbnails import services as thumbnails
 from thumbnails import waiting
+from thumbnails.facts import file_facts, photo_facts
 from thumbnails.models import Image
 from thumbnails.storage import url as thumbnail_url
 from thumbnails.views import accepts_uploads
@@ -230,82 +229,3 @@ def report_delete(request: HttpRequest, pk: int) -> HttpResponse:
     kept = images - selectors.images_only_in(report).count()
     context = {"report": report, "image_count": images, "images": count_of(images, "image"), "kept": kept}
     return render(request, "reports/report_confirm_delete.html", context)
-
-
-def count_of(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
-Fact = tuple[str, str]  # (label, value), both in words
-
-
-def photo_facts(image: Image) -> list[Fact]:
-    """What the camera recorded (thumbnails.imaging.exif_facts), in words; unknown facts are left out."""
-    exif = image.exif if isinstance(image.exif, dict) else {}
-    rows = [
-        ("Camera", camera_words(exif.get("make"), exif.get("model"))),
-        ("Lens", text_or_none(exif.get("lens"))),
-        ("Exposure", f"{exposure} s" if (exposure := text_or_none(exif.get("exposure"))) else None),
-        ("Aperture", f"f/{aperture:g}" if (aperture := number_or_none(exif.get("aperture"))) else None),
-        ("ISO", f"ISO {iso:g}" if (iso := number_or_none(exif.get("iso"))) else None),
-        ("Focal length", f"{focal:g} mm" if (focal := number_or_none(exif.get("focal_length"))) else None),
-        ("Taken", taken_at_words(exif.get("taken_at"))),
-        # Whether the camera recorded where it was, never where: the facts hold only this flag.
-        ("GPS position", "recorded" if exif.get("gps") is True else "none"),
-    ]
-    return [(label, value) for label, value in rows if value is not None]
-
-
-def file_facts(image: Image) -> list[Fact]:
-    # Upright sizes come from the worker; before it, the header's may still be on their side.
-    known = image.status == Image.Status.READY and image.width and image.height
-    animated = ", animated: the first frame is shown" if image.animated else ""
-    rows = [
-        ("Original name", image.original_name),
-        ("Dimensions", f"{image.width:,} × {image.height:,}" if known else None),
-        ("File size", bytes_words(image.byte_size)),
-        ("Format", image.format + animated if image.format else None),
-        ("Uploaded by", image.uploaded_by.get_username() if image.uploaded_by else None),
-        ("Uploaded", moment_words(timezone.localtime(image.created_at))),
-    ]
-    return [(label, value) for label, value in rows if value is not None]
-
-
-def text_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def number_or_none(value: object) -> float | None:
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def camera_words(make: object, model: object) -> str | None:
-    """ "Canon" and "Canon EOS R5" make "Canon EOS R5", "SONY" and "ILCE-7M3" make "SONY ILCE-7M3"."""
-    make, model = text_or_none(make), text_or_none(model)
-    if make and model and model.split()[0].casefold() == make.split()[0].casefold():
-        return model
-    return " ".join(part for part in (make, model) if part) or None
-
-
-def taken_at_words(value: object) -> str | None:
-    # The camera's own clock, shown as it was set: with its UTC offset when the camera recorded one, never
-    # converted (a holiday photo was taken at 14:00 there, not at whatever hour it was here).
-    try:
-        moment = datetime.fromisoformat(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    offset = moment.strftime("%z")
-    return moment_words(moment) + (f" (UTC{offset[:3]}:{offset[3:5]})" if offset else "")
-
-
-def moment_words(moment: datetime) -> str:
-    return f"{moment.day} {moment:%B %Y}, {moment:%H:%M}"
-
-
-def bytes_words(size: int) -> str:
-    """ "12.4 MB", "310 KB": in the units of the upload limit's messages (1 MB = 1,048,576 bytes)."""
-    if size < 1024:
-        return count_of(size, "byte")
-    if size < 1_048_576:
-        return f"{size / 1024:,.0f} KB"
-    return f"{size / 1_048_576:,.1f} MB"

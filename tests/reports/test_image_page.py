@@ -9,7 +9,7 @@ from PIL import TiffImagePlugin
 
 from reports import services
 from reports.models import Report, ReportImage
-from reports.views import camera_words, file_facts, photo_facts
+from thumbnails.facts import camera_words, file_facts, photo_facts
 from tests.reports.factories import also_in, person, upload
 from tests.thumbnails import corpus
 from thumbnails.models import Image
