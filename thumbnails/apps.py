@@ -36,8 +36,9 @@ class ThumbnailsConfig(AppConfig):
             )
         )
 
-        # Inputs the workers refused (a failed image with a kind), counted by kind and hour for operators:
-        # jobs' dashboard, `jobs status` and /metrics show them apart from failed jobs.
+        # Inputs the workers refused, counted by kind and hour for operators: jobs' dashboard, `jobs status`
+        # and /metrics show them apart from failed jobs. Read from the records of each rejection, which
+        # deleting or retrying the image leaves as they are.
         from datetime import datetime
 
         from django.db.models import Count
@@ -45,15 +46,24 @@ class ThumbnailsConfig(AppConfig):
 
         from jobs import rejections
         from thumbnails.imaging import Rejection
+        from thumbnails.models import InputRejection
 
         def rejected_since(since: datetime) -> list[tuple[datetime, str, int]]:
             return list(
-                Image.objects.filter(status=Image.Status.FAILED, processed_at__gte=since)
-                .exclude(error_kind="")
-                .annotate(hour=TruncHour("processed_at"))
-                .values_list("hour", "error_kind")
+                InputRejection.objects.filter(rejected_at__gte=since)
+                .annotate(hour=TruncHour("rejected_at"))
+                .values_list("hour", "kind")
                 .annotate(count=Count("id"))
                 .order_by()
             )
 
         rejections.register(rejections.RejectionSource("images", rejected_since, kinds=tuple(Rejection)))
+        registry.register(
+            registry.RowTarget(
+                key="input_rejections",
+                label="Records of rejected inputs (the operators' count by kind and hour)",
+                model="thumbnails.InputRejection",
+                age_field="rejected_at",
+                default_days=30,
+            )
+        )

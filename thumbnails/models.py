@@ -49,9 +49,6 @@ class Image(models.Model):
         # The per-user upload limits count a user's recent uploads (services.upload_quota_check).
         indexes = [
             models.Index(fields=["uploaded_by", "created_at"], name="image_uploads_by_user"),
-            # The operators' count of rejected inputs by hour and kind (jobs' dashboard, `jobs status`,
-            # /metrics) reads only this index, however many images failed before.
-            models.Index(fields=["status", "processed_at", "error_kind"], name="image_failures_by_time"),
         ]
         permissions = [("upload_without_limits", "Can upload without the per-user limits")]
 
@@ -61,6 +58,23 @@ class Image(models.Model):
     @property
     def rendition_map(self) -> dict[str, Rendition]:
         return {rendition.name: rendition for rendition in self.renditions.all()}
+
+
+class InputRejection(models.Model):
+    """One input a worker refused, as it happened. The operators' count of rejected inputs (jobs' dashboard,
+    `jobs status`, /metrics) reads these, not the images: deleting or retrying an image does not rewrite
+    what happened. Trimmed by the purge policy "Records of rejected inputs"."""
+
+    # Not a foreign key: the record outlives its image.
+    image_id = models.BigIntegerField()
+    kind = models.CharField(max_length=20)  # an imaging.Rejection
+    rejected_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["rejected_at", "kind"], name="rejections_by_time")]
+
+    def __str__(self) -> str:
+        return f"image {self.image_id} rejected ({self.kind})"
 
 
 class Rendition(models.Model):

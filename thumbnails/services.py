@@ -17,7 +17,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from thumbnails import imaging, storage
-from thumbnails.models import Image, Rendition
+from thumbnails.models import Image, InputRejection, Rendition
 
 logger = logging.getLogger(__name__)
 
@@ -264,15 +264,22 @@ def image_mark_failed(*, image_id: int, reason: str, detail: str = "", kind: str
     `detail` (the technical cause) only to staff in the admin. `kind` (an `imaging.Rejection`) says the
     input was at fault, and operators count it as a rejected input; empty for a failure of Kiln's own
     (storage, database, a bug), which the failed job already reports."""
-    # Never over a `ready`: another delivery of the same job may have finished it meanwhile. (An operator's
-    # regenerate sets the image back to pending first.)
-    Image.objects.filter(pk=image_id).exclude(status=Image.Status.READY).update(
-        status=Image.Status.FAILED,
-        error=reason,
-        error_detail=detail,
-        error_kind=kind,
-        processed_at=timezone.now(),
-    )
+    fields = {
+        "status": Image.Status.FAILED,
+        "error": reason,
+        "error_detail": detail,
+        "error_kind": kind,
+        "processed_at": timezone.now(),
+    }
+    with transaction.atomic():
+        if Image.objects.filter(pk=image_id, status=Image.Status.PENDING).update(**fields):
+            if kind:
+                InputRejection.objects.create(image_id=image_id, kind=kind, rejected_at=fields["processed_at"])
+        else:
+            # Failed already (another delivery of the same job): its reason is refreshed, the rejection was
+            # counted once. Never over a `ready`: that delivery may have finished it meanwhile (an
+            # operator's regenerate sets the image back to pending first).
+            Image.objects.filter(pk=image_id, status=Image.Status.FAILED).update(**fields)
 
 
 def rendition_generate(*, image_id: int, force: bool = False) -> str:

@@ -144,14 +144,20 @@ def rejected_at(moment: datetime, build: Callable[[], bytes], name: str) -> Imag
 
 @pytest.mark.database
 @pytest.mark.django_db
-def test_the_registered_source_counts_failed_images_by_clock_hour_and_kind(media_root: Path) -> None:
+def test_the_registered_source_counts_rejections_by_clock_hour_and_kind_as_they_happened(
+    media_root: Path,
+) -> None:
     now = datetime(2026, 12, 4, 11, 30, tzinfo=UTC)
     rejected_at(now - timedelta(minutes=80), corpus.psd_bytes, "a.psd")  # 10:10
-    rejected_at(now - timedelta(minutes=40), corpus.text_named_jpg, "b.jpg")  # 10:50
+    deleted = rejected_at(now - timedelta(minutes=40), corpus.text_named_jpg, "b.jpg")  # 10:50
     rejected_at(now - timedelta(minutes=20), corpus.truncated_jpeg, "c.jpg")  # 11:10
-    rejected_at(now - timedelta(minutes=10), corpus.truncated_png, "d.png")  # 11:20
-    regenerated = rejected_at(now - timedelta(minutes=5), corpus.eps_bytes, "e.eps")
-    services.images_regenerate(image_ids=[regenerated.pk])  # pending again: no longer a rejection
+    twice = rejected_at(now - timedelta(minutes=10), corpus.truncated_png, "d.png")  # 11:20
+    regenerated = rejected_at(now - timedelta(minutes=5), corpus.eps_bytes, "e.eps")  # 11:25
+    # What happened stays counted: the uploader deletes one, staff retry another (pending again).
+    deleted.delete()
+    services.images_regenerate(image_ids=[regenerated.pk])
+    # A second delivery of the same job fails the image again: one rejection, not two.
+    services.image_mark_failed(image_id=twice.pk, reason="the file is cut short", kind=Rejection.TRUNCATED)
     ours = stored(jpeg_bytes(), "f.jpg")
     services.image_mark_failed(image_id=ours.pk, reason="the file store was unavailable")  # no kind
     with time_machine.travel(now, tick=False):
@@ -159,9 +165,9 @@ def test_the_registered_source_counts_failed_images_by_clock_hour_and_kind(media
 
     found = rejections.rejections_read(now)
 
-    assert found.last_hour == {"not_image": 1, "truncated": 2}
+    assert found.last_hour == {"format": 1, "not_image": 1, "truncated": 2}
     by_hour = {hour.label: hour.by_kind for hour in found.hours if hour.total}
-    assert by_hour == {"10:00": {"format": 1, "not_image": 1}, "11:00": {"truncated": 2}}
+    assert by_hour == {"10:00": {"format": 1, "not_image": 1}, "11:00": {"format": 1, "truncated": 2}}
     assert set(found.kinds) == {str(kind) for kind in Rejection}
 
 
