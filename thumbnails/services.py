@@ -274,7 +274,9 @@ def image_mark_failed(*, image_id: int, reason: str, detail: str = "", kind: str
     with transaction.atomic():
         if Image.objects.filter(pk=image_id, status=Image.Status.PENDING).update(**fields):
             if kind:
-                InputRejection.objects.create(image_id=image_id, kind=kind, rejected_at=fields["processed_at"])
+                InputRejection.objects.create(
+                    image_id=image_id, kind=kind, rejected_at=fields["processed_at"]
+                )
         else:
             # Failed already (another delivery of the same job): its reason is refreshed, the rejection was
             # counted once. Never over a `ready`: that delivery may have finished it meanwhile (an

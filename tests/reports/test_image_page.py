@@ -9,9 +9,9 @@ from PIL import TiffImagePlugin
 
 from reports import services
 from reports.models import Report, ReportImage
-from thumbnails.facts import camera_words, file_facts, photo_facts
 from tests.reports.factories import also_in, person, upload
 from tests.thumbnails import corpus
+from thumbnails.facts import camera_words, file_facts, photo_facts
 from thumbnails.models import Image
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
