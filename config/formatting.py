@@ -33,8 +33,10 @@ def count_of(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
-def moment_words(moment: datetime) -> str:
-    return f"{moment.day} {moment:%B %Y}, {moment:%H:%M}"
+def moment_words(moment: datetime, *, seconds: bool = False) -> str:
+    """ "4 Dec 2026, 02:56" (with ":28" when `seconds`): the site's and the admin's format
+    (config/formats/en/formats.py)."""
+    return f"{moment.day} {moment:%b %Y, %H:%M}" + (f":{moment:%S}" if seconds else "")
 
 
 def bytes_words(size: int) -> str:

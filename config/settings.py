@@ -50,6 +50,7 @@ if TIME_ZONE not in zoneinfo.available_timezones():
     )
 USE_TZ = True
 LANGUAGE_CODE = "en-us"
+FORMAT_MODULE_PATH = ["config.formats"]  # "4 Dec 2026, 02:56" everywhere (config/formats/en/formats.py)
 USE_I18N = True
 
 # Everything Kiln writes at run time lives under one directory (never in the repository in production).

@@ -68,7 +68,13 @@ class JobAdminBase(ReadOnlyAdmin):
         if not job.exception_type:
             return ""
         first = job.exception_message.splitlines()[0] if job.exception_message else ""
-        return f"{job.exception_type}: {first[:120]}"
+        # A long word (a path, a URL, an id) wraps anywhere instead of pushing the column off a 1366 px
+        # screen; the whole first line is the title.
+        return format_html(
+            '<span title="{}" style="overflow-wrap: anywhere">{}</span>',
+            f"{job.exception_type}: {first}",
+            f"{job.exception_type}: {first[:120]}",
+        )
 
     @admin.display(description="retried as")
     def retried_as(self, job: Job) -> str:

@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from broker.queues import BrokerUnavailable
+from config.formatting import moment_words
 from jobs import selectors, services
 from jobs.models import AuditEntry, Job
 
@@ -65,7 +66,7 @@ def dashboard_data(request: HttpRequest) -> JsonResponse:
             "task": job.task_name,
             "queue": job.queue,
             "error": f"{job.exception_type}: {(job.exception_message.splitlines() or [''])[0][:200]}",
-            "finished_at": timezone.localtime(job.finished_at).strftime("%Y-%m-%d %H:%M:%S")
+            "finished_at": moment_words(timezone.localtime(job.finished_at), seconds=True)
             if job.finished_at
             else "",
             "attempts": job.attempts,

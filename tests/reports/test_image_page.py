@@ -106,7 +106,7 @@ def test_file_facts_read_like_a_person_would_say_them(settings) -> None:
         ("Dimensions", "6,000 × 4,000"),
         ("File size", "12.4 MB"),
         ("Format", "JPEG"),
-        ("Uploaded", "3 November 2024, 09:05"),  # in the site's time zone
+        ("Uploaded", "3 Nov 2024, 09:05"),  # in the site's time zone
     ]
 
 
