@@ -183,8 +183,7 @@ def test_an_admin_uploads_an_image_sees_its_thumbnail_dry_runs_a_purge_and_sees_
         lambda d: text_of(d, "h2") == "Production test",
         message=f"the new report's page did not open; at {browser.current_url}",
     )
-    browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(photo))
-    browser.find_element(By.CSS_SELECTOR, "form[enctype] button").click()
+    browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(photo))  # choosing uploads
     WebDriverWait(browser, 60, poll_frequency=0.5, ignored_exceptions=RETRY_ON).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, '[data-status="ready"] img'),
         message="the uploaded image never showed a thumbnail",
@@ -213,7 +212,7 @@ def test_an_admin_uploads_an_image_sees_its_thumbnail_dry_runs_a_purge_and_sees_
 
     def run_state() -> str:
         browser.get(f"{url}/admin/purge/purgerun/{run_id}/change/")
-        return browser.find_element(By.CSS_SELECTOR, ".field-state .readonly").text
+        return browser.find_element(By.CSS_SELECTOR, ".fieldBox.field-state .readonly").text
 
     wait_for(lambda: run_state() == "done", timeout=60, interval=1, what=f"purge run #{run_id} to be done")
     browser.get(f"{url}/admin/purge/purgerun/")

@@ -53,10 +53,11 @@ def test_a_user_logs_in_uploads_images_and_sees_thumbnails_appear(
         message=f"the new report's page did not open; at {browser.current_url}",
     )
 
-    browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys("\n".join(str(f) for f in files))
     # Mark this page: the upload goes through the page's script, file by file, without a reload.
     browser.execute_script("window.kilnNoReload = true;")
-    browser.find_element(By.CSS_SELECTOR, "form[enctype] button").click()
+    # Choosing the files starts the upload: there is no button to press.
+    assert not browser.find_element(By.CSS_SELECTOR, "form[enctype] button").is_displayed()
+    browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys("\n".join(str(f) for f in files))
     WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
         lambda d: count(d, "[data-image-id]") == 4,
         message="the four accepted files did not appear as tiles",
@@ -69,6 +70,12 @@ def test_a_user_logs_in_uploads_images_and_sees_thumbnails_appear(
     )
     states = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#uploads .state")]
     assert states == ["uploaded"] * 4 + ["larger than 25 MB"], states
+    # The refused file is out of the totals: the megabytes are those of the four sent files.
+    sent = sum(path.stat().st_size for path in files if path != huge) / 1048576
+    assert f"{sent:.1f} MB of {sent:.1f} MB" in text_of(browser, "#uploads-summary")
+    # In the order they were chosen, as the report lists them.
+    names = [e.get_attribute("title") for e in browser.find_elements(By.CSS_SELECTOR, "#images .name")]
+    assert names == ["photo-0.jpg", "photo-1.jpg", "photo-2.jpg", "broken.jpg"], names
     assert browser.execute_script("return document.getElementById('uploads-bar').value") == 1
 
     WebDriverWait(browser, 90, poll_frequency=0.5, ignored_exceptions=RETRY_ON).until(

@@ -7,7 +7,9 @@
   const form = document.getElementById("upload-form");
   const csrf = form.querySelector("[name=csrfmiddlewaretoken]").value;
   const endpoint = form.dataset.api;
-  const PARALLEL_UPLOADS = 2;  // two streams keep the link busy without starving the page's own polls
+  // One file at a time: the images arrive in the order they were chosen (the report lists them in the
+  // order they were added), and one stream already fills the uploader's link.
+  const PARALLEL_UPLOADS = 1;
 
   // Patterns rendered for the id 0: "/reports/5/images/0/" becomes the id's own URL.
   function urlFor(pattern, id) { return pattern.replace(/\/0\/([^/]*\/)?$/, "/" + id + "/$1"); }
@@ -89,12 +91,14 @@
   const queue = [], rows = [];
   let running = 0;
 
-  function megabytes(bytes) { return (bytes / 1048576).toLocaleString("en-US", {maximumFractionDigits: 1}) + " MB"; }
+  function megabytes(bytes) { return (bytes / 1048576).toLocaleString("en-US", {minimumFractionDigits: 1, maximumFractionDigits: 1}) + " MB"; }
   function overall() {
-    const size = rows.reduce((sum, row) => sum + row.size, 0);
-    const sent = rows.reduce((sum, row) => sum + row.sent, 0);
+    // A refused file leaves the totals: "26 MB of 26 MB" for files that never went would not be true.
+    const going = rows.filter((row) => row.state !== "refused");
+    const size = going.reduce((sum, row) => sum + row.size, 0);
+    const sent = going.reduce((sum, row) => sum + row.sent, 0);
     const done = rows.filter((row) => row.state !== "waiting" && row.state !== "uploading").length;
-    const refused = rows.filter((row) => row.state === "refused").length;
+    const refused = rows.length - going.length;
     bar.value = size ? sent / size : 1;
     summary.textContent = done + " of " + rows.length + " files · " + megabytes(sent) + " of " + megabytes(size) +
       (refused ? " · " + refused + " refused" : "");
@@ -114,7 +118,6 @@
     row.state = state;
     row.stateText.textContent = text;
     row.stateText.className = "state " + state;
-    if (state === "refused") row.sent = row.size;  // counted as settled in the overall bar
     row.progress.value = row.progress.max;
     overall();
     running -= 1;
@@ -128,7 +131,7 @@
   }
   function upload(row) {
     running += 1;
-    if (row.size > maxBytes) { finish(row, "refused", "larger than " + megabytes(maxBytes)); return; }
+    if (row.size > maxBytes) { finish(row, "refused", "larger than " + Math.round(maxBytes / 1048576) + " MB"); return; }
     row.state = "uploading";
     row.stateText.textContent = "uploading";
     const body = new FormData(), xhr = new XMLHttpRequest();
@@ -176,13 +179,15 @@
     next();
   }
 
+  // Choosing files starts their upload: the form's button is for pages without this script.
   const picker = form.querySelector("input[type=file]");
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    if (!picker.files.length) { picker.click(); return; }
+  form.querySelector("button[type=submit]").hidden = true;
+  picker.addEventListener("change", () => {
+    if (!picker.files.length) return;
     enqueue([...picker.files]);
     picker.value = "";
   });
+  form.addEventListener("submit", (event) => event.preventDefault());
   for (const type of ["dragenter", "dragover"]) {
     form.addEventListener(type, (event) => { event.preventDefault(); form.classList.add("over"); });
   }
