@@ -80,6 +80,11 @@ class Rejection(StrEnum):
     TOO_SLOW = "too_slow"  # its processing passed the queue's time limit
 
 
+# Rejections that only another file can undo: retrying the same bytes fails the same way. The others
+# (a limit, the memory cap, the time limit, a crash) may pass once an operator changed something.
+CONTENT_REJECTIONS = frozenset({Rejection.FORMAT, Rejection.NOT_IMAGE, Rejection.TRUNCATED, Rejection.CORRUPT})
+
+
 class ImageRejected(Exception):
     """Permanent failure: the file can never become an image. `reason` is plain words for a person, `kind`
     the code operators count it by."""

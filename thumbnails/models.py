@@ -5,6 +5,7 @@ from django.db import models
 from django.utils import timezone
 
 from thumbnails import storage
+from thumbnails.imaging import CONTENT_REJECTIONS
 
 
 class Image(models.Model):
@@ -54,6 +55,11 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return f"{self.original_name} ({self.status})"
+
+    @property
+    def retry_may_help(self) -> bool:
+        """A failed image that the same bytes could still turn into renditions (staff get a Retry)."""
+        return self.status == self.Status.FAILED and self.error_kind not in CONTENT_REJECTIONS
 
     @property
     def rendition_map(self) -> dict[str, Rendition]:

@@ -35,6 +35,7 @@ def image_status(image: Image, request: HttpRequest, wait: waiting.Wait | None =
         "name": image.original_name,
         "status": image.status,
         "error": image.error or None,
+        "retry_may_help": image.retry_may_help,
         "waiting": {"reason": wait.reason, "text": wait.text} if wait else None,
         "width": image.width,
         "height": image.height,

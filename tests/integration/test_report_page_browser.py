@@ -57,11 +57,34 @@ def test_a_user_logs_in_uploads_images_and_sees_thumbnails_appear(
     browser.execute_script("window.kilnNoReload = true;")
     # Choosing the files starts the upload: there is no button to press.
     assert not browser.find_element(By.CSS_SELECTOR, "form[enctype] button").is_displayed()
-    browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys("\n".join(str(f) for f in files))
-    WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
-        lambda d: count(d, "[data-image-id]") == 4,
-        message="the four accepted files did not appear as tiles",
-    )
+    # With the thumbnail queue paused, the tiles say so (not "processing…").
+    assert "paused" in stack.manage("jobs", "pause", "high").stdout
+    try:
+        browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys("\n".join(str(f) for f in files))
+        WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
+            lambda d: count(d, "[data-image-id]") == 4,
+            message="the four accepted files did not appear as tiles",
+        )
+        WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
+            lambda d: count(d, '.wait[data-reason="paused"]') == 4,
+            message="the waiting tiles did not say their queue is paused",
+        )
+        assert "paused by an operator" in text_of(browser, ".wait")
+        assert browser.save_screenshot(str(tmp_path / "report-page-paused.png"))
+        # One of them times out in a worker (as a huge file would): a failure a retry may cure.
+        broken_id = browser.find_element(By.CSS_SELECTOR, '.tile:has([title="broken.jpg"])').get_attribute(
+            "data-image-id"
+        )
+        marked = stack.manage(
+            "shell",
+            "-c",
+            "from thumbnails.services import image_mark_failed; "
+            f"image_mark_failed(image_id={broken_id}, reason='processing took longer than the 120 s time "
+            "limit', kind='too_slow')",
+        )
+        assert marked.returncode == 0, marked.stderr
+    finally:
+        stack.manage("jobs", "resume", "high")
     WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
         lambda d: re.fullmatch(
             r"5 of 5 files · ([\d.]+) MB of \1 MB · 1 refused", text_of(d, "#uploads-summary") or ""
@@ -101,7 +124,7 @@ def test_a_user_logs_in_uploads_images_and_sees_thumbnails_appear(
     assert links == [f"{browser.current_url.split('#')[0]}images/{image_id}/" for image_id in ids]
     failed = browser.find_element(By.CSS_SELECTOR, '[data-status="failed"]')
     assert "broken.jpg" in failed.text
-    assert failed.find_element(By.CLASS_NAME, "reason").text.strip()
+    assert "took longer than" in failed.find_element(By.CLASS_NAME, "reason").text
     # The admin may retry, on a tile the script drew as on one the server drew.
     assert failed.find_element(By.CSS_SELECTOR, "form.retry button").text == "Retry"
     # Tiles of even size: every picture area is the same square.
@@ -117,12 +140,18 @@ def test_a_user_logs_in_uploads_images_and_sees_thumbnails_appear(
     assert browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000
 
-    # The retry from a script-drawn tile posts with its token and the image is queued again.
+    # The retry from a script-drawn tile posts with its token and the image is queued again; this time the
+    # worker sees it is no image at all, and no Retry is offered for a file that can never succeed.
     browser.find_element(By.CSS_SELECTOR, '[data-status="failed"] form.retry button').click()
     WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
         lambda d: "is being processed again" in (text_of(d, ".messages") or ""),
         message="the retry did not come back with its message",
     )
+    WebDriverWait(browser, 60, ignored_exceptions=RETRY_ON).until(
+        lambda d: "not an image" in (text_of(d, '[data-status="failed"] .reason') or ""),
+        message="the retried file did not fail again as no image",
+    )
+    assert count(browser, "form.retry") == 0
 
     # A phone-width screen: two tiles a row, nothing wider than the screen.
     browser.set_window_size(390, 844)

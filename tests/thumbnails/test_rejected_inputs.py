@@ -186,3 +186,20 @@ def test_jobs_status_shows_the_rejected_uploads_and_no_failed_job(media_root: Pa
     )  # the broker is unreachable in unit tests: the rest still shows
     assert "failed      0\n" in out.getvalue()
     assert "rejected    3 inputs in the last hour (format 2, truncated 1), 3 in 24 h" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("kind", "helps"),
+    [
+        (Rejection.FORMAT, False),
+        (Rejection.NOT_IMAGE, False),
+        (Rejection.TRUNCATED, False),
+        (Rejection.CORRUPT, False),
+        (Rejection.TOO_MANY_PIXELS, True),  # an operator may raise the limit
+        (Rejection.TOO_SLOW, True),
+        ("", True),  # Kiln's own failure: storage, database
+    ],
+)
+def test_a_retry_is_offered_only_where_the_same_bytes_could_succeed(kind: str, helps: bool) -> None:
+    assert Image(status=Image.Status.FAILED, error_kind=kind).retry_may_help is helps
+    assert Image(status=Image.Status.READY).retry_may_help is False

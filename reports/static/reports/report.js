@@ -36,7 +36,7 @@
       const link = element("a", "picture", "failed");
       link.href = pageUrl;
       tile.append(link, nameSpan(image.name), element("div", "reason", image.error || ""));
-      if (grid.dataset.retryUrl) {
+      if (grid.dataset.retryUrl && image.retry_may_help) {
         const retry = element("form", "retry"), token = element("input"), button = element("button", "", "Retry");
         retry.method = "post";
         retry.action = urlFor(grid.dataset.retryUrl, image.id);
