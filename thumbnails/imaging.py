@@ -82,7 +82,9 @@ class Rejection(StrEnum):
 
 # Rejections that only another file can undo: retrying the same bytes fails the same way. The others
 # (a limit, the memory cap, the time limit, a crash) may pass once an operator changed something.
-CONTENT_REJECTIONS = frozenset({Rejection.FORMAT, Rejection.NOT_IMAGE, Rejection.TRUNCATED, Rejection.CORRUPT})
+CONTENT_REJECTIONS = frozenset(
+    {Rejection.FORMAT, Rejection.NOT_IMAGE, Rejection.TRUNCATED, Rejection.CORRUPT}
+)
 
 
 class ImageRejected(Exception):
