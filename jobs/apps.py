@@ -24,7 +24,8 @@ class JobsConfig(AppConfig):
         registry.register(
             registry.RowTarget(
                 key="job_history_done",
-                label="job history: succeeded, cleared and revoked jobs",
+                label="Job history: succeeded, cleared and revoked jobs",
+                former_labels=("job history: succeeded, cleared and revoked jobs",),
                 model="jobs.Job",
                 age_field="finished_at",
                 default_days=1,
@@ -36,7 +37,8 @@ class JobsConfig(AppConfig):
         registry.register(
             registry.RowTarget(
                 key="job_history_unfinished",
-                label="job history: jobs that never reported an end",
+                label="Job history: jobs that never reported an end",
+                former_labels=("job history: jobs that never reported an end",),
                 model="jobs.Job",
                 age_field="published_at",
                 default_days=7,
@@ -46,7 +48,8 @@ class JobsConfig(AppConfig):
         registry.register(
             registry.RowTarget(
                 key="job_history_failed",
-                label="job history: failed jobs",
+                label="Job history: failed jobs",
+                former_labels=("job history: failed jobs",),
                 model="jobs.Job",
                 age_field="finished_at",
                 default_days=7,

@@ -30,9 +30,10 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
         target = policy.target_spec
         if target is None:
             return f"unknown target {policy.target!r}"
+        # Where it looks, not its label again (a policy's name starts as its label).
         if isinstance(target, registry.FileTarget):
-            return f"{target.label}: files {registry.file_scope(target)}"
-        return target.label
+            return f"files {registry.file_scope(target)}"
+        return registry.row_scope(target)
 
     def _last(self, policy: RetentionPolicy) -> PurgeRun | None:
         return policy.runs.exclude(state=PurgeRun.State.SKIPPED).order_by("-created_at").first()
@@ -42,7 +43,7 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
         run = self._last(policy)
         if run is None:
             return "never"
-        return f"{run.created_at:%Y-%m-%d %H:%M} ({run.state}{', dry run' if run.dry_run else ''})"
+        return f"{formatting.moment_words(timezone.localtime(run.created_at))} ({run.state}{', dry run' if run.dry_run else ''})"
 
     @admin.display(description="removed")
     def last_removed(self, policy: RetentionPolicy) -> str:

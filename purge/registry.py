@@ -98,6 +98,20 @@ def file_scope(target: FileTarget) -> str:
     return where
 
 
+def row_scope(target: RowTarget) -> str:
+    """What a row target removes, in words: "jobs by finished_at, where state in succeeded, cleared"."""
+    model = target.model_class()._meta
+    where = [
+        f"{lookup.replace('__in', ' in').replace('__', ' ')} "
+        + (", ".join(map(str, value)) if isinstance(value, list | tuple | set) else str(value))
+        for lookup, value in target.only.children
+        if isinstance(lookup, str)
+    ]
+    return f"{model.verbose_name_plural} by {target.age_field}" + (
+        f", where {'; '.join(where)}" if where else ""
+    )
+
+
 def register_file_references(provider: FileReferences) -> None:
     FILE_REFERENCES.append(provider)
 

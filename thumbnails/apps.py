@@ -21,7 +21,7 @@ class ThumbnailsConfig(AppConfig):
         registry.register(
             registry.FileTarget(
                 key="unused_originals",
-                label="Uploaded originals no image references (deleted images, interrupted uploads)",
+                label="Uploaded originals that no image references (deleted images, interrupted uploads)",
                 prefix="originals",
                 default_days=1,
             )
@@ -29,7 +29,7 @@ class ThumbnailsConfig(AppConfig):
         registry.register(
             registry.FileTarget(
                 key="stale_renditions",
-                label="Rendition files no image references (deleted images, outdated renditions)",
+                label="Rendition files that no image references (deleted images, outdated renditions)",
                 prefix="renditions",
                 default_days=1,
                 former_labels=("Rendition files of deleted images",),

@@ -103,7 +103,7 @@ def test_a_policy_still_named_after_its_targets_former_label_takes_the_new_one_a
     services.policies_install()
     services.policies_install()
     assert RetentionPolicy.objects.get(target="stale_renditions").name == (
-        "Rendition files no image references (deleted images, outdated renditions)"
+        "Rendition files that no image references (deleted images, outdated renditions)"
     )
     assert RetentionPolicy.objects.get(target="orphan_media").name == "Stray files (ours)"
     assert RetentionPolicy.objects.filter(target="unused_originals").count() == 1
