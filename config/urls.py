@@ -10,6 +10,10 @@ from django.views.decorators.cache import cache_control
 from django.views.generic import TemplateView
 from django.views.static import serve
 
+# The admin speaks like the site: its name, and the dash the site's pages use for "none".
+admin.site.site_header = admin.site.site_title = "Kiln administration"
+admin.site.empty_value_display = "—"
+
 FAVICON = (settings.BASE_DIR / "config" / "favicon.svg").read_bytes()
 
 

@@ -126,6 +126,8 @@ def progress_html(run: PurgeRun, now=None) -> str:
         return format_html('{}<span class="purge-progress-text">{}</span>', bar, text)
     if run.state == PurgeRun.State.FAILED and progress.fraction is not None:
         return f"stopped at {_percent(progress.fraction)}"
+    if run.state == PurgeRun.State.DONE:
+        return "complete"
     return "—"
 
 

@@ -223,7 +223,8 @@ def report_delete(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         name = report.name
         deleted = services.report_delete(report=report)
-        messages.success(request, f"Deleted the report {name} and {count_of(deleted, 'image')}.")
+        images = f" and {count_of(deleted, 'image')}" if deleted else " (it held no images)"
+        messages.success(request, f"Deleted the report {name}{images}.")
         return redirect("reports:list")
     images = report.images.count()
     kept = images - selectors.images_only_in(report).count()

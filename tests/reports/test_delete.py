@@ -169,6 +169,14 @@ def test_a_job_copying_a_twins_files_as_its_image_is_deleted_ends_quietly_as_gon
     assert not Rendition.objects.filter(image_id=image.pk).exists()
 
 
+def test_deleting_an_empty_report_says_it_held_no_images(client: Client) -> None:
+    owner = person("grace")
+    empty = Report.objects.create(name="Empty", owner=owner)
+    client.force_login(owner)
+    response = client.post(report_delete_url(empty), follow=True)
+    assert "Deleted the report Empty (it held no images)." in response.content.decode()
+
+
 # -- asking first ----------------------------------------------------------------------------------------------
 
 
