@@ -134,8 +134,15 @@ def test_a_waiting_image_says_why_it_waits_paused_no_worker_then_processing(stac
     the report page polls; once both are fixed the image is thumbnailed."""
 
     def waiting(status_url: str) -> str | None:
+        return wait_of(status_url)[0]
+
+    def wait_of(status_url: str) -> tuple[str | None, str | None]:
+        """(reason, words) in one answer: each web process reads the broker on its own every 2 s, so two
+        requests may reach processes that have not both seen the latest change yet."""
         body = json.loads(request(status_url, token)[1])
-        return (body["waiting"] or {}).get("reason") if body["status"] == "pending" else body["status"]
+        if body["status"] != "pending":
+            return body["status"], None
+        return (body["waiting"] or {}).get("reason"), (body["waiting"] or {}).get("text")
 
     assert "paused" in stack.manage("jobs", "pause", "high").stdout
     try:
@@ -148,11 +155,12 @@ def test_a_waiting_image_says_why_it_waits_paused_no_worker_then_processing(stac
         assert "stopped" in stack.manage("kiln", "ctl", "stop", "kiln:worker-high").stdout
         assert waiting(status_url) == "paused"
         assert "resumed" in stack.manage("jobs", "resume", "high").stdout
-        wait_for(
-            lambda: waiting(status_url) == "no_worker", timeout=20, what="the image to say no worker runs"
+        _, words = wait_for(
+            lambda: (answer := wait_of(status_url))[0] == "no_worker" and answer,
+            timeout=20,
+            what="the image to say no worker runs",
         )
-        body = json.loads(request(status_url, token)[1])
-        assert "no worker" in body["waiting"]["text"]
+        assert "no worker" in words
     finally:
         stack.manage("jobs", "resume", "high")
         stack.manage("kiln", "ctl", "start", "kiln:worker-high")
