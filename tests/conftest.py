@@ -21,6 +21,19 @@ def no_default_broker() -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing() -> None:
+    """In this process only: PBKDF2's million iterations cost a quarter of a second per user created or
+    logged in, and the access, delete and throttle tests make hundreds. The processes the tests start keep
+    Kiln's own hashers."""
+    from django.conf import settings
+    from django.contrib.auth import hashers
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    hashers.get_hashers.cache_clear()
+    hashers.get_hashers_by_algorithm.cache_clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def no_job_history_in_the_test_process() -> None:
     """The test process is not one of Kiln's processes: what it publishes is recorded by the workers that
     run it (their own databases), not here, where most tests have no database at all. Tests of the
