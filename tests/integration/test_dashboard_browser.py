@@ -100,3 +100,12 @@ def test_rejected_uploads_show_by_kind_and_hour_apart_from_the_failed_jobs(
     screenshot = tmp_path / "dashboard-rejections.png"
     browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000
+
+    # On a phone the 24 hour columns and the pools scroll inside their tables; the page never sideways.
+    browser.set_window_size(390, 844)
+    browser.refresh()
+    WebDriverWait(browser, 30, ignored_exceptions=RETRY_ON).until(
+        lambda d: text_of(d, "#kiln-rejected") not in (None, "…"), message="the dashboard did not load"
+    )
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    browser.save_screenshot(str(tmp_path / "dashboard-phone.png"))
