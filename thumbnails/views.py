@@ -71,7 +71,7 @@ def image_detail_api(request: HttpRequest, pk: int) -> JsonResponse:
     image = services.images_visible(request.user).prefetch_related("renditions").filter(pk=pk).first()
     if image is None:
         return JsonResponse({"error": f"no image {pk}"}, status=404)
-    return JsonResponse(image_status(image, request, waiting.images_wait([image]).get(image.pk)))
+    return JsonResponse(statuses([image], request)[0])
 
 
 PAGE_SIZE, MAX_PAGE_SIZE = 50, 200
