@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 INSTALLED := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# Processes the suite is spread over (pytest-xdist): most tests wait on real workers, Redis or a browser, so
+# three keep a 2-core machine busy. A file stays whole in one process (--dist loadfile): its tests run in
+# their order and a module's stack starts once.
+TEST_PROCESSES ?= 3
 # Settings keep DEBUG off unless it is set (a forgotten variable must not start a debug server); on a laptop
 # every target here runs with it on. `DEBUG=false make run` tries the production settings.
 export DEBUG ?= true
@@ -26,7 +30,7 @@ run: setup
 	$(MANAGE) kiln run
 
 test: setup lint chromium nginx
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 # The report-page test drives Debian's chromium through chromedriver. As root (CI, a fresh server) it is
 # installed here; otherwise this says what to install.
