@@ -153,10 +153,12 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     # Kiln's apps; the arrows point one way (docs/architecture.md): reports -> thumbnails; reports,
-    # thumbnails, jobs -> purge (registration only); jobs -> broker (a plain package, not an app).
+    # thumbnails, jobs, metrics -> purge (registration only); jobs -> metrics; jobs -> broker (a plain package,
+    # not an app).
     "accounts",
     "blueprint",
     "jobs",
+    "metrics",
     "purge",
     "thumbnails",
     "reports",

@@ -4,6 +4,9 @@ Every process that publishes or runs tasks (web, beat, pool processes) keeps a s
 and a thread that writes it every FLUSH_SECONDS in one upsert statement. A failure is written at once, in
 the failing process, so a failed job's record is never left in a buffer.
 
+Each event may also be counted (`record(..., counted="started")`): the counts, wait and run times go to the
+process's tally of metrics over time (metrics/tally.py), written by the same thread after the events.
+
 Events of one task come from several processes in any order (the web's "queued" may be written after the
 worker's "started"), so each carries `progress` = attempt * 10 + the rank of its state, and a record only
 moves forward: an older event fills in what is missing (the publish time) and changes nothing else.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import traceback as traceback_module
@@ -25,6 +29,8 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, close_old_connections, connection, transaction
 
 from jobs.models import Job
+from metrics.store import tally_write
+from metrics.tally import Tally
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +41,10 @@ FLUSH_AT = 200
 BUFFER_LIMIT = 20_000
 # `jobs retry` links the new job to the failed one through this message header.
 RETRY_OF_HEADER = "kiln_retry_of"
+
+# Jobs started in this process whose end has not been counted yet: their start, for the run time. A process
+# runs one job at a time (prefork); the cap only guards against ends that never come (a hard time limit).
+RUNNING_LIMIT = 1000
 
 # The attempt of a final event sent where Celery gives no request context (a failure the worker's main
 # process reports for a message it rejected): final whatever came before.
@@ -122,16 +132,21 @@ class Recorder:
         self.lock = threading.Lock()
         self.write_lock = threading.Lock()
         self.buffer: dict[str, JobEvent] = {}
+        self.tally = Tally()
+        self.running: dict[str, datetime] = {}
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
         self.pid = os.getpid()
         self.warned_at = -3600.0
 
-    def record(self, event: JobEvent, *, urgent: bool = False) -> None:
+    def record(self, event: JobEvent, *, urgent: bool = False, counted: str = "") -> None:
+        """Buffer `event`; `counted` names the counter it adds to (metrics.tally.COUNTERS), if any."""
         self._after_fork()
         with self.lock:
             known = self.buffer.get(event.task_id)
             self.buffer[event.task_id] = known.merge(event) if known else event
+            if counted:
+                self._count_locked(counted, event)
             full = len(self.buffer) >= FLUSH_AT
         if urgent:
             self.flush()
@@ -139,6 +154,42 @@ class Recorder:
         self._ensure_thread()
         if full:
             self.wake.set()
+
+    def count(self, counted: str, event: JobEvent) -> None:
+        """Count an event whose record is written elsewhere (a parked job, written at once by recovery)."""
+        self._after_fork()
+        with self.lock:
+            self._count_locked(counted, event)
+        self._ensure_thread()
+
+    def _count_locked(self, counted: str, event: JobEvent) -> None:
+        at = now()
+        wait = run = None
+        if counted == "sent":
+            at = event.published_at or at
+        elif counted == "started":
+            at = event.started_at or at
+            if event.published_at is not None:
+                wait = (at - event.published_at).total_seconds()
+            if len(self.running) >= RUNNING_LIMIT:
+                self.running.clear()
+            self.running[event.task_id] = at
+        elif counted in ("succeeded", "failed", "retried"):
+            at = event.finished_at or at
+            began = self.running.pop(event.task_id, None)
+            if began is not None:
+                run = (at - began).total_seconds()
+        self.tally.job_counted(
+            counted,
+            at=at,
+            queue=event.queue,
+            task_name=event.task_name,
+            # The publisher's host for a publish (a web or beat host), the worker's node name for the rest.
+            hostname=event.worker or HOSTNAME,
+            exception=event.exception_type,
+            wait=wait,
+            run=run,
+        )
 
     def flush(self) -> int:
         """Write everything buffered; on a database error keep it for the next attempt.
@@ -151,13 +202,18 @@ class Recorder:
         with self.write_lock:
             with self.lock:
                 events, self.buffer = list(self.buffer.values()), {}
-            if not events:
+                tally = self.tally.take()
+            if not events and not tally:
                 return 0
             try:
                 # The worker's main process writes only now and then (a failure after a hard time limit):
                 # its connection may have been closed by the server since.
                 close_old_connections()
-                return job_events_write(events)
+                written = job_events_write(events) if events else 0
+                # After the events: if this fails, both are kept, and writing the events again changes
+                # nothing (a record only moves forward) while the tally is added exactly once.
+                tally_write(tally)
+                return written
             except Exception:
                 # Once a minute at most: a database that stays down must not flood the worker's log.
                 if time.monotonic() - self.warned_at > 60:
@@ -170,6 +226,7 @@ class Recorder:
                     for event in events:
                         known = self.buffer.get(event.task_id)
                         self.buffer[event.task_id] = event.merge(known) if known else event
+                    self.tally.merge(tally)
                     self._trim_locked()
                 self._ensure_thread()  # an urgent write that failed is tried again by the thread
                 return 0
@@ -189,6 +246,8 @@ class Recorder:
             self.lock = threading.Lock()
             self.write_lock = threading.Lock()
             self.buffer = {}
+            self.tally = Tally()
+            self.running = {}
             self.wake = threading.Event()
             self.thread = None
             self.pid = os.getpid()
@@ -211,6 +270,7 @@ class Recorder:
 
 
 recorder = Recorder()
+HOSTNAME = socket.gethostname()
 
 
 _UPSERT = """

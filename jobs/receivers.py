@@ -54,7 +54,8 @@ def record_published(
             args_truncated=truncated,
             published_at=datetime.fromtimestamp(published, UTC) if published else now(),
             retry_of_id=headers.get(RETRY_OF_HEADER),
-        )
+        ),
+        counted="sent",
     )
 
 
@@ -84,13 +85,13 @@ def record_started(sender: Any = None, task: Any = None, **kwargs: Any) -> None:
     task = task or sender
     if task is None or task.request.id is None or task.request.is_eager:
         return
-    recorder.record(_request_event(task, Job.State.STARTED, started_at=now()))
+    recorder.record(_request_event(task, Job.State.STARTED, started_at=now()), counted="started")
 
 
 def record_succeeded(sender: Any = None, **kwargs: Any) -> None:
     if sender is None or sender.request.id is None or sender.request.is_eager:
         return
-    recorder.record(_request_event(sender, Job.State.SUCCEEDED, finished_at=now()))
+    recorder.record(_request_event(sender, Job.State.SUCCEEDED, finished_at=now()), counted="succeeded")
 
 
 def record_retrying(sender: Any = None, request: Any = None, reason: Any = None, **kwargs: Any) -> None:
@@ -101,7 +102,7 @@ def record_retrying(sender: Any = None, request: Any = None, reason: Any = None,
     event = _request_event(sender, Job.State.RETRYING, attempt_offset=2)
     for name, value in exception_fields(exception if isinstance(exception, BaseException) else None).items():
         setattr(event, name, value)
-    recorder.record(event)
+    recorder.record(event, counted="retried")
 
 
 def record_failed(
@@ -129,7 +130,25 @@ def record_failed(
             f"the worker was lost on attempt {event.attempt}, the last one allowed: {event.exception_message}"
         )
     # Written now, in this process: a failed job's record must not wait in a buffer.
-    recorder.record(event, urgent=True)
+    recorder.record(event, urgent=True, counted="failed")
+
+
+def record_received(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
+    """The worker's main process took a message from the broker: counted only (celery-exporter's
+    task-received); the record waits for the start."""
+    if request is None or not getattr(request, "id", None):
+        return
+    recorder.count(
+        "received",
+        JobEvent(
+            task_id=request.id,
+            state=Job.State.QUEUED,
+            attempt=0,
+            task_name=getattr(request, "task_name", "") or "",
+            queue=(getattr(request, "delivery_info", None) or {}).get("routing_key") or "",
+            worker=getattr(request, "hostname", "") or "",
+        ),
+    )
 
 
 def record_revoked(
@@ -147,7 +166,8 @@ def record_revoked(
             queue=(getattr(request, "delivery_info", None) or {}).get("routing_key") or "",
             finished_at=now(),
             exception_message=reason,
-        )
+        ),
+        counted="revoked",
     )
 
 
@@ -169,6 +189,7 @@ def record_refused(sender: Any = None, message: Any = None, exc: Any = None, **k
             exception_message=f"refused by the worker: {exc}" if exc is not None else "refused by the worker",
         ),
         urgent=True,
+        counted="rejected",
     )
 
 
@@ -184,23 +205,21 @@ def record_parked(sender: Any = None, job: ParkedJob | None = None, **kwargs: An
         args, task_kwargs, truncated = [], {}, True
     else:
         args, task_kwargs, truncated = capped_arguments(job.args, job.kwargs)
-    job_events_write(
-        [
-            JobEvent(
-                task_id=job.task_id,
-                state=Job.State.FAILED,
-                attempt=UNKNOWN_ATTEMPT,
-                task_name=job.task_name,
-                queue=job.queue,
-                args=args,
-                kwargs=task_kwargs,
-                args_truncated=truncated,
-                finished_at=now(),
-                exception_type="WorkerLostError",
-                exception_message=f"parked: the worker holding it died {job.deaths} times",
-            )
-        ]
+    event = JobEvent(
+        task_id=job.task_id,
+        state=Job.State.FAILED,
+        attempt=UNKNOWN_ATTEMPT,
+        task_name=job.task_name,
+        queue=job.queue,
+        args=args,
+        kwargs=task_kwargs,
+        args_truncated=truncated,
+        finished_at=now(),
+        exception_type="WorkerLostError",
+        exception_message=f"parked: the worker holding it died {job.deaths} times",
     )
+    job_events_write([event])
+    recorder.count("failed", event)
     return True
 
 
@@ -217,6 +236,7 @@ def purge_run_audit(sender: Any = None, run: Any = None, user: Any = None, **kwa
 
 RECEIVERS = (
     (signals.after_task_publish, record_published),
+    (signals.task_received, record_received),
     (signals.task_prerun, record_started),
     (signals.task_success, record_succeeded),
     (signals.task_retry, record_retrying),

@@ -6,7 +6,7 @@ import getpass
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import current_app
@@ -20,6 +20,8 @@ from broker import queues as broker_queues
 from jobs import selectors
 from jobs.history import RETRY_OF_HEADER, JobEvent, job_events_write, recorder
 from jobs.models import AuditEntry, Job
+from metrics.store import tally_write
+from metrics.tally import Tally
 
 CONTROL_TIMEOUT = 1.0
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -226,3 +228,25 @@ def pool_scale(*, pool: str, processes: int, minimum: int | None = None, user: A
     hostnames = [worker.hostname for worker in workers]
     audit_record(action="scale", user=user, target=pool, count=processes, details={"workers": hostnames})
     return replies
+
+
+def queues_sample(*, snap: selectors.Snapshot) -> int:
+    """This minute's depth, oldest wait, running jobs, workers and pool processes of each queue, added to the
+    metrics over time (each span keeps its highest sample). Nothing is written while the broker is
+    unreachable: a gap in the charts, not a row of zeros that would read as empty queues."""
+    if not snap.broker_ok:
+        return 0
+    at = datetime.fromtimestamp(snap.taken_at, UTC)
+    tally = Tally()
+    for queue in snap.queues:
+        processes = sum(worker.processes for worker in snap.workers if queue.name in worker.configured_queues)
+        for measure, value in (
+            ("depth", queue.depth),
+            ("oldest_wait", queue.oldest_wait or 0.0),
+            ("running", queue.running),
+            ("workers", queue.workers),
+            ("processes", processes),
+        ):
+            if value is not None:
+                tally.add(measure, at=at, queue=queue.name, task_name="", value=float(value))
+    return tally_write(tally)
