@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -22,8 +22,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from broker.queues import BrokerUnavailable
 from config.formatting import moment_words
-from jobs import selectors, services
+from jobs import selectors, services, timelines
 from jobs.models import AuditEntry, Job
+from metrics import selectors as metrics
 
 RECENT_FAILED = 15
 # "Retry all" from the page publishes at most this many per click: a web request must end in time.
@@ -44,15 +45,59 @@ def dashboard_permission(view: Any) -> Any:
 @require_GET
 @dashboard_permission
 def dashboard(request: HttpRequest) -> HttpResponse:
+    window = metrics.window_named(request.GET.get("window"))
+    queues = selectors.queue_names()
     context = {
         **admin.site.each_context(request),
         "title": "Jobs dashboard",
         "refresh_seconds": settings.KILN_DASHBOARD_REFRESH_SECONDS,
         "can_retry": request.user.has_perm("jobs.retry_job"),
         "can_operate": request.user.has_perm("jobs.operate_queues"),
-        "queues": selectors.queue_names(),
+        "queues": queues,
+        # The charts are drawn once per page load; the figures above them refresh on their own.
+        "window": window,
+        "windows": metrics.WINDOWS.values(),
+        "timelines": [(queue, timelines.queue_charts(window=window, queue=queue)) for queue in queues],
+        "drawn_at": moment_words(timezone.localtime()),
     }
     return TemplateResponse(request, "admin/jobs/dashboard.html", context)
+
+
+@require_GET
+@dashboard_permission
+def tasks(request: HttpRequest) -> HttpResponse:
+    """Every task seen in the window with its counts and times, busiest first (Sidekiq's Metrics page)."""
+    window = metrics.window_named(request.GET.get("window"))
+    context = {
+        **admin.site.each_context(request),
+        "title": "Jobs by task",
+        "window": window,
+        "windows": metrics.WINDOWS.values(),
+        "summaries": metrics.task_summaries(window=window),
+    }
+    return TemplateResponse(request, "admin/jobs/tasks.html", context)
+
+
+@require_GET
+@dashboard_permission
+def task(request: HttpRequest, task_name: str) -> HttpResponse:
+    if not metrics.task_known(task_name):
+        raise Http404("No job of this task was ever counted.")
+    window = metrics.window_named(request.GET.get("window"))
+    data, charts = timelines.task_charts(window=window, task_name=task_name)
+    total = data.total()
+    context = {
+        **admin.site.each_context(request),
+        "title": f"Task {task_name}",
+        "task_name": task_name,
+        "window": window,
+        "windows": metrics.WINDOWS.values(),
+        "charts": charts,
+        "histogram": [timelines.histogram_chart(data)],
+        "summary": metrics.task_summary(task_name, total),
+        "failures": sorted(total.failures.items(), key=lambda item: (-item[1], item[0])),
+    }
+    return TemplateResponse(request, "admin/jobs/task.html", context)
 
 
 @require_GET

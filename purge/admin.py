@@ -9,7 +9,7 @@ from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
 from config import formatting
-from purge import registry, services
+from purge import history, registry, services
 from purge.models import PurgeRun, RetentionPolicy
 from purge.progress import Progress
 
@@ -24,6 +24,13 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # one policy per registered target, installed after migrate
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        policy = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if policy is not None:
+            context["history_charts"] = history.policy_charts(policy)
+        return super().change_view(request, object_id, form_url, context)
 
     @admin.display(description="purges")
     def what(self, policy: RetentionPolicy) -> str:
