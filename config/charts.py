@@ -64,7 +64,9 @@ def number_words(value: float) -> str:
     return f"{value:.1f}".removesuffix(".0") if value < 10 else f"{value:.0f}"
 
 
-def _frame(title: str, top: float, unit: Callable[[float], str], labels: Sequence[str]) -> list[str]:
+def _frame(
+    title: str, top: float, unit: Callable[[float], str], labels: Sequence[str], *, every_label: bool = False
+) -> list[str]:
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}"'
@@ -77,12 +79,15 @@ def _frame(title: str, top: float, unit: Callable[[float], str], labels: Sequenc
             f'<text class="chart-axis" x="{LEFT - 4}" y="{y + 3:.1f}" text-anchor="end">'
             f"{escape(unit(top * fraction))}</text>"
         )
-    # The first, middle and last point's labels: enough to read the time axis without crowding it.
+    # The first, middle and last point's labels: enough to read a time axis without crowding it. A few
+    # categories (a histogram's buckets) are each named.
     if labels:
-        picks = sorted({0, (len(labels) - 1) // 2, len(labels) - 1})
+        picks = range(len(labels)) if every_label else sorted({0, (len(labels) - 1) // 2, len(labels) - 1})
         for index in picks:
             x = LEFT + plot_w * (index + 0.5) / len(labels)
             anchor = "start" if index == 0 else ("end" if index == len(labels) - 1 else "middle")
+            if every_label:
+                anchor = "middle"
             parts.append(
                 f'<text class="chart-axis" x="{x:.1f}" y="{HEIGHT - 6}" text-anchor="{anchor}">'
                 f"{escape(labels[index])}</text>"
@@ -131,6 +136,7 @@ def bar_chart(
     stacks: Sequence[Line],
     labels: Sequence[str],
     unit: Callable[[float], str] = number_words,
+    every_label: bool = False,
 ) -> SafeString:
     """Bars stacked from the first line up, one bar per label; each bar's hover text names every part."""
     count = max(len(labels), 1)
@@ -138,7 +144,7 @@ def bar_chart(
     top = nice_ceiling(max(totals, default=0.0))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     width = plot_w / count
-    parts = _frame(title, top, unit, labels)
+    parts = _frame(title, top, unit, labels, every_label=every_label)
     for index in range(count):
         base = 0.0
         x = LEFT + width * index + width * 0.1

@@ -57,7 +57,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         # The charts are drawn once per page load; the figures above them refresh on their own.
         "window": window,
         "windows": metrics.WINDOWS.values(),
-        "timelines": [(queue, timelines.queue_charts(window=window, queue=queue)) for queue in queues],
+        "timelines": timelines.queues_side_by_side(window=window, queues=queues),
         "drawn_at": moment_words(timezone.localtime()),
     }
     return TemplateResponse(request, "admin/jobs/dashboard.html", context)

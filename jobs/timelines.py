@@ -77,6 +77,15 @@ def queue_charts(*, window: Window, queue: str) -> list[Chart]:
     ]
 
 
+def queues_side_by_side(*, window: Window, queues: list[str]) -> list[tuple[str, list[tuple[str, Chart]]]]:
+    """One row per chart, one column per queue: the queues compare at a glance."""
+    by_queue = {queue: queue_charts(window=window, queue=queue) for queue in queues}
+    rows = []
+    for index, chart in enumerate(by_queue[queues[0]] if queues else []):
+        rows.append((chart.title, [(queue, by_queue[queue][index]) for queue in queues]))
+    return rows
+
+
 def task_charts(*, window: Window, task_name: str) -> tuple[Series, list[Chart]]:
     data = series(window=window, task_name=task_name)
     return data, [
@@ -100,4 +109,6 @@ def histogram_chart(data: Series, *, kind: str = "run") -> Chart:
         f"≤ {charts.seconds_words(BOUNDS[index])}" if index < len(BOUNDS) else "longer" for index in indexes
     ]
     stacks = [Line("jobs", [counts.get(index, 0.0) for index in indexes])]
-    return Chart(title, charts.bar_chart(title=title, stacks=stacks, labels=labels), charts.legend(["jobs"]))
+    # Up to eight buckets are each named; more would overlap (the hover text still names each).
+    svg = charts.bar_chart(title=title, stacks=stacks, labels=labels, every_label=len(labels) <= 8)
+    return Chart(title, svg, charts.legend(["jobs"]), "each bar: the jobs whose run time fell in that bucket")
