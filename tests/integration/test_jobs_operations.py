@@ -227,3 +227,48 @@ def test_a_resume_missed_while_cut_off_from_redis_is_caught_up_on_reconnection(
         timeout=60,
         what="the worker to consume default again after reconnecting",
     )
+
+
+COUNTED = """
+import json
+from metrics.models import Tally
+from metrics.tally import TOTAL
+rows = Tally.objects.filter(span=TOTAL, task_name__in=["probe.count", "probe.fail"])
+counts = {}
+for row in rows:
+    key = f"{row.task_name} {row.measure}" + (f" {row.label}" if row.measure == "failed" else "")
+    if not row.measure.endswith("_bucket"):
+        counts[key] = counts.get(key, 0) + row.value
+    else:
+        counts[f"{row.task_name} {row.measure}"] = counts.get(f"{row.task_name} {row.measure}", 0) + row.value
+    counts.setdefault("hosts", []).append(row.hostname)
+minutes = Tally.objects.filter(span=60, task_name="probe.count", measure="succeeded").count()
+print(json.dumps({**counts, "minute rows": minutes}))
+"""
+
+
+def test_jobs_are_counted_over_time_by_the_processes_that_publish_and_run_them(pools: Pools) -> None:
+    # Published from a Kiln process (as the web or beat would), run by both pools: each process adds its
+    # own counts to the shared rows.
+    pools.shell(
+        "from config.celery import app; from jobs.history import recorder\n"
+        "for n in range(6): app.send_task('probe.count', kwargs={'sleep': 0.05}, queue='default')\n"
+        "for n in range(2): app.send_task('probe.fail', args=[f'm{n}'], queue='high')\n"
+        "recorder.flush(); print('sent')"
+    )
+
+    def counted() -> dict | None:
+        counts = json.loads(pools.shell(COUNTED))
+        done = counts.get("probe.count succeeded") == 6 and counts.get("probe.fail failed ValueError") == 2
+        return counts if done else None
+
+    counts = wait_for(counted, timeout=30, what="the workers to count 6 successes and 2 failures")
+    assert counts["probe.count sent"] == 6
+    assert counts["probe.count received"] == 6
+    assert counts["probe.count started"] == 6
+    assert counts["probe.count run_bucket"] == 6
+    assert counts["probe.count wait_bucket"] == 6
+    assert counts["probe.count run_seconds"] >= 6 * 0.05
+    assert counts["probe.fail started"] == 2
+    assert counts["minute rows"] >= 1
+    assert {host.split("@")[0] for host in counts["hosts"]} >= {"default", "high"}
