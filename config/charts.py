@@ -139,11 +139,11 @@ def bar_chart(
     every_label: bool = False,
 ) -> SafeString:
     """Bars stacked from the first line up, one bar per label; each bar's hover text names every part."""
-    count = max(len(labels), 1)
-    totals = [sum(line.values[index] or 0.0 for line in stacks) for index in range(count)] if stacks else []
+    count = len(labels)
+    totals = [sum(line.values[index] or 0.0 for line in stacks) for index in range(count)]
     top = nice_ceiling(max(totals, default=0.0))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    width = plot_w / count
+    width = plot_w / max(count, 1)
     parts = _frame(title, top, unit, labels, every_label=every_label)
     for index in range(count):
         base = 0.0

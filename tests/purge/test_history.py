@@ -58,3 +58,10 @@ def test_a_file_policy_counts_files_and_the_space_freed() -> None:
     page = staff().get(f"/admin/purge/retentionpolicy/{policy.pk}/change/").content.decode()
     assert "<title>Files removed per run</title>" in page
     assert "3 files removed, 3.0 MB freed" in page
+
+
+def test_a_policy_that_never_ran_shows_empty_charts() -> None:
+    policy = RetentionPolicy.objects.get(target="print_tasks")
+    page = staff().get(f"/admin/purge/retentionpolicy/{policy.pk}/change/")
+    assert page.status_code == 200
+    assert "the last 0 finished runs: 0 rows removed" in page.content.decode()
