@@ -45,7 +45,10 @@ def policy_charts(policy: RetentionPolicy) -> list[Chart]:
     )
     total = sum(run.removed for run in runs)
     freed = sum(run.removed_bytes for run in runs)
-    note = f"the last {count_of(len(runs), 'finished run')}: {count_of(total, noun)} removed"
+    if not runs:
+        note = "no real run has finished yet"
+    else:
+        note = f"the last {count_of(len(runs), 'finished run')}: {count_of(total, noun)} removed"
     if freed:
         note += f", {bytes_words(freed)} freed"
     if runs:
