@@ -109,3 +109,49 @@ def test_rejected_uploads_show_by_kind_and_hour_apart_from_the_failed_jobs(
     )
     assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     browser.save_screenshot(str(tmp_path / "dashboard-phone.png"))
+
+
+def test_the_charts_show_a_job_on_the_dashboard_the_tasks_page_and_its_own_page(
+    stack: Stack, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    # A job published by a Kiln process and run by worker-default: both count it.
+    sent = stack.manage(
+        "shell", "-c", "from config.celery import app; from jobs.history import recorder\n"
+        "app.send_task('jobs.tasks.alerts_check'); recorder.flush()",
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    browser.get(f"{stack.base_url}/admin/login/?next=/admin/jobs/tasks/%3Fwindow%3D1h")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys(ADMIN_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+
+    def listed(driver: webdriver.Chrome) -> bool:
+        if "jobs.tasks.alerts_check" in (text_of(driver, "#content") or ""):
+            return True
+        driver.refresh()
+        return False
+
+    WebDriverWait(browser, 60, poll_frequency=1, ignored_exceptions=RETRY_ON).until(
+        listed, message="the tasks page never listed the alert check"
+    )
+    browser.find_element(By.LINK_TEXT, "jobs.tasks.alerts_check").click()
+    WebDriverWait(browser, 20, ignored_exceptions=RETRY_ON).until(
+        lambda d: "Task jobs.tasks.alerts_check" in (text_of(d, "h1") or ""), message="no task page"
+    )
+    sizes = browser.execute_script(
+        "return [...document.querySelectorAll('svg.chart')].map((svg) => svg.getBoundingClientRect().width)"
+    )
+    assert len(sizes) == 4, sizes  # three over time, and the histogram
+    assert all(width > 250 for width in sizes), sizes
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.chart rect"), "the histogram drew no bar"
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    browser.save_screenshot(str(tmp_path / "task-page.png"))
+
+    browser.get(f"{stack.base_url}/admin/jobs/dashboard/?window=1h")
+    WebDriverWait(browser, 20, ignored_exceptions=RETRY_ON).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "svg.chart")) == 8,
+        message="the dashboard drew no charts",
+    )
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.chart rect.chart-series-0"), "no finished job drawn"
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    browser.save_screenshot(str(tmp_path / "dashboard-charts.png"))
