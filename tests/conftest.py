@@ -84,6 +84,24 @@ def media_root(settings, tmp_path):
 
 
 @pytest.fixture
+def no_broker() -> Iterator[None]:
+    """Kiln's Celery app in this process points at a socket nobody listens on, with no connection cached
+    from an earlier test (the files of the suite share processes in no fixed order)."""
+    from config.celery import app
+
+    previous = app.conf.broker_url
+    app.conf.broker_url = NO_BROKER
+    app._pool = None
+    app.amqp._producer_pool = None
+    try:
+        yield
+    finally:
+        app.conf.broker_url = previous
+        app._pool = None
+        app.amqp._producer_pool = None
+
+
+@pytest.fixture
 def app_broker(broker: RedisServer) -> Iterator[RedisServer]:
     """Kiln's Celery app in this process talks to the private test Redis (reads, control broadcasts)."""
     from config.celery import app

@@ -116,11 +116,11 @@ def test_one_worker_recovers_a_dead_workers_jobs_and_counts_their_death_once(
 
 
 @pytest.fixture
-def app(broker: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Celery:
-    """Kiln's Celery app, publishing to the test's Redis (recovery puts jobs back through it)."""
+def app(app_broker: RedisServer) -> Celery:
+    """Kiln's Celery app, publishing to the test's Redis (recovery puts jobs back through it); its cached
+    connections are dropped after the test, so no later test in this process publishes there."""
     from config.celery import app
 
-    monkeypatch.setattr(app.conf, "broker_url", broker.url)
     return app
 
 
