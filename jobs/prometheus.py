@@ -276,12 +276,12 @@ def _cumulative(counted: dict[int, float]) -> list[tuple[str, float]]:
     return buckets
 
 
-def _rule(name: str, expr: str, duration: str, severity: str, summary: str) -> dict[str, Any]:
+def _rule(name: str, expr: str, duration: str, severity: str, summary: str, **labels: str) -> dict[str, Any]:
     return {
         "alert": name,
         "expr": expr,
         "for": duration,
-        "labels": {"severity": severity},
+        "labels": {"severity": severity, **labels},
         "annotations": {"summary": summary},
     }
 
@@ -295,6 +295,9 @@ def alert_rules(thresholds: Thresholds, pools: list[str]) -> str:
             "KilnMetricsDown", 'up{job="kiln"} == 0', "5m", "critical", "Kiln's /metrics cannot be scraped"
         ),
     ]
+    # One rule per queue and alert, each with its own threshold in plain sight, told apart by a `queue` (or
+    # `pool`) label as well as by its expression: promtool's lint takes rules of one name and one label set
+    # for duplicates. The label is the one the alert's series carry anyway.
     for queue in sorted(set(thresholds.waits) | set(thresholds.waits_critical)):
         for name, severity, limits in (
             ("KilnQueueWaitWarning", health.WARNING, thresholds.waits),
@@ -308,6 +311,7 @@ def alert_rules(thresholds: Thresholds, pools: list[str]) -> str:
                         "1m",
                         severity,
                         f"the oldest job on {queue} has waited over {limits[queue]} s",
+                        queue=queue,
                     )
                 )
     rules += [
@@ -347,6 +351,7 @@ def alert_rules(thresholds: Thresholds, pools: list[str]) -> str:
             "2m",
             health.CRITICAL,
             f"no worker of pool {pool} answers",
+            pool=pool,
         )
         for pool in pools
     ]

@@ -4,6 +4,7 @@ rules follow the same thresholds as health and the alert mails."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 from io import StringIO
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from django.core.management import call_command
 
 from jobs.health import Thresholds
 from jobs.prometheus import alert_rules
+from tests.support.prometheus import promtool
 
 SHIPPED = Path(settings.BASE_DIR) / "deploy" / "prometheus" / "kiln-alerts.yml"
 
@@ -34,11 +36,48 @@ def test_the_shipped_rules_are_what_the_command_prints_for_the_defaults() -> Non
     )
 
 
-def test_each_declared_queue_gets_its_wait_thresholds_and_a_pool_rule(settings) -> None:
+def promtool_check_rules(path: Path) -> subprocess.CompletedProcess:
+    # --lint-fatal: without it promtool prints "FAILED" for duplicate rules and still exits 0.
+    return subprocess.run(
+        [promtool(), "check", "rules", "--lint-fatal", str(path)], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_promtool_accepts_the_shipped_rules_lint_included() -> None:
+    result = promtool_check_rules(SHIPPED)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def three_queues(settings) -> None:
     emails = dataclasses.replace(
         settings.KILN_QUEUES[1], name="emails", routes=("mail.*",), wait_warning=120, wait_critical=600
     )
     settings.KILN_QUEUES = (*settings.KILN_QUEUES, emails)
+
+
+def test_promtool_accepts_the_rules_of_any_number_of_queues(settings, tmp_path) -> None:
+    three_queues(settings)
+    rules = tmp_path / "rules.yml"
+    rules.write_text(alert_rules(Thresholds.from_settings(), pools=[q.pool for q in settings.KILN_QUEUES]))
+
+    result = promtool_check_rules(rules)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Each queue's rule of an alert is told apart by its labels, as promtool's duplicate lint asks.
+    found = rules_of(rules.read_text())
+    for name, group in found.items():
+        label_sets = [tuple(sorted(rule["labels"].items())) for rule in group]
+        assert len(set(label_sets)) == len(label_sets), f"{name} repeats a label set: {label_sets}"
+    assert {rule["labels"]["queue"] for rule in found["KilnQueueWaitWarning"]} == {
+        "default",
+        "high",
+        "emails",
+    }
+
+
+def test_each_declared_queue_gets_its_wait_thresholds_and_a_pool_rule(settings) -> None:
+    three_queues(settings)
     rules = rules_of(alert_rules(Thresholds.from_settings(), pools=[q.pool for q in settings.KILN_QUEUES]))
     waits = {
         (rule["labels"]["severity"], rule["expr"])

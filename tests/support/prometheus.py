@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -18,6 +20,17 @@ from metrics.tally import Tally
 
 AT = datetime(2026, 12, 4, 10, 17, tzinfo=UTC)
 WORKER = "high@worker1"
+
+
+def promtool() -> str:
+    """Prometheus' own checker: `make test` installs it (Debian's package prometheus) before the suite."""
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail(
+            "promtool is missing: `make promtool` installs it as root, or `apt-get install --no-install-recommends"
+            " prometheus`"
+        )
+    return path
 
 
 def scrape(client: Any) -> str:
