@@ -63,6 +63,11 @@ WORKER_EVENTS = ("received", "started")
 
 TaskKey = tuple[str, str, str]  # name, hostname, queue_name
 
+# A task whose jobs fail more than this share of the time over the window alerts (celery-exporter's mixin
+# alerts on its CeleryTaskHighFailRate alike).
+TASK_FAILURE_RATIO = 0.05
+TASK_FAILURE_MINUTES = 10
+
 
 class KilnCollector:
     """Reads everything at scrape time: one snapshot, the all-time rows, three aggregate queries."""
@@ -344,6 +349,28 @@ def alert_rules(thresholds: Thresholds, pools: list[str]) -> str:
             f"more than {thresholds.failed_critical} failed jobs wait for an operator",
         ),
     ]
+    failed = f"sum by (name) (rate(celery_task_failed_total[{TASK_FAILURE_MINUTES}m]))"
+    succeeded = f"sum by (name) (rate(celery_task_succeeded_total[{TASK_FAILURE_MINUTES}m]))"
+    rules += [
+        _rule(
+            "KilnTaskFailureRate",
+            # A task that fails every time still has its succeeded counter, at 0 (/metrics gives each task
+            # every counter), so the sum below exists; without jobs it is 0 / 0, which compares false.
+            f"{failed}\n/ (\n  {failed}\n  + {succeeded}\n)\n> {TASK_FAILURE_RATIO}",
+            "1m",
+            health.WARNING,
+            f"{{{{ $labels.name }}}} failed {{{{ $value | humanizePercentage }}}} of its jobs in the last"
+            f" {TASK_FAILURE_MINUTES} minutes",
+        ),
+        _rule(
+            "KilnWorkerDown",
+            # A worker answers through the broker: while that is down, KilnBrokerDown says it for them all.
+            "celery_worker_up == 0 unless on () kiln_broker_up == 0",
+            "2m",
+            health.WARNING,
+            "worker {{ $labels.hostname }} has not answered for 2 minutes",
+        ),
+    ]
     rules += [
         _rule(
             "KilnPoolDown",
@@ -361,4 +388,15 @@ def alert_rules(thresholds: Thresholds, pools: list[str]) -> str:
         '# as job "kiln".\n'
     )
     document = {"groups": [{"name": "kiln", "rules": rules}]}
-    return header + yaml.safe_dump(document, sort_keys=False, width=120, allow_unicode=True)
+    return header + yaml.dump(document, Dumper=_RulesDumper, sort_keys=False, width=120, allow_unicode=True)
+
+
+class _RulesDumper(yaml.SafeDumper):
+    """Writes an expression of several lines as a literal block, the way people write rule files."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_RulesDumper.add_representer(str, _text)
