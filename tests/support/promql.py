@@ -63,3 +63,18 @@ def metric_names(expr: str) -> set[str]:
         if name not in KEYWORDS | AGGREGATIONS:
             names.add(name)
     return names
+
+
+_SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^{}]*)\}")
+_MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
+
+
+def matched_labels(expr: str) -> dict[str, set[str]]:
+    """The label names each metric is matched on: {"celery_queue_length": {"queue_name"}} for
+    celery_queue_length{queue_name=~"$queue"}."""
+    text = _STRING.sub('""', expr)
+    text = _GRAFANA_VARIABLE.sub(" ", text)
+    found: dict[str, set[str]] = {}
+    for selector in _SELECTOR.finditer(text):
+        found.setdefault(selector.group(1), set()).update(_MATCHER.findall(selector.group(2)))
+    return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.promql import metric_names
+from tests.support.promql import matched_labels, metric_names
 
 
 @pytest.mark.parametrize(
@@ -43,3 +43,14 @@ def test_it_finds_the_metrics_and_skips_functions_keywords_labels_and_durations(
 def test_it_refuses_a_function_promql_does_not_have() -> None:
     with pytest.raises(ValueError, match="rat"):
         metric_names("rat(celery_task_failed_total[5m])")
+
+
+def test_it_reads_the_labels_each_metric_is_matched_on() -> None:
+    expr = (
+        'sum by (name) (rate(celery_task_failed_total{name=~"$task", queue_name=~"${queue}", exception!=""}[5m]))'
+        ' / kiln_queue_depth{queue="a,b=c"} + celery_worker_up'
+    )
+    assert matched_labels(expr) == {
+        "celery_task_failed_total": {"name", "queue_name", "exception"},
+        "kiln_queue_depth": {"queue"},
+    }
