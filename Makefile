@@ -13,7 +13,7 @@ TEST_PROCESSES ?= 3
 # every target here runs with it on. `DEBUG=false make run` tries the production settings.
 export DEBUG ?= true
 
-.PHONY: setup run test test-database lint chromium nginx status ctl stop bench clean
+.PHONY: setup run test test-database lint chromium nginx promtool status ctl stop bench clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Kiln needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -29,7 +29,7 @@ setup: $(INSTALLED)
 run: setup
 	$(MANAGE) kiln run
 
-test: setup lint chromium nginx
+test: setup lint chromium nginx promtool
 	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 # The report-page test drives Debian's chromium through chromedriver. As root (CI, a fresh server) it is
@@ -58,6 +58,24 @@ nginx:
 			exit $$status; \
 		else \
 			echo "make test needs nginx for the deploy tests: sudo apt-get install nginx"; \
+			exit 1; \
+		fi; \
+	fi
+
+# The Prometheus tests run promtool on deploy/prometheus/kiln-alerts.yml and on a /metrics scrape. As root
+# it is installed here, from Debian's prometheus package (only its promtool is used; without the node
+# exporter it recommends). Like nginx, the package would start a Prometheus server on port 9090 at install:
+# the same policy-rc.d prevents that.
+promtool:
+	@if ! command -v promtool >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			policy=/usr/sbin/policy-rc.d; made=; \
+			if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod +x $$policy && made=1; fi; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; status=$$?; \
+			if [ -n "$$made" ]; then rm -f $$policy; fi; \
+			exit $$status; \
+		else \
+			echo "make test needs promtool for the Prometheus tests: sudo apt-get install --no-install-recommends prometheus"; \
 			exit 1; \
 		fi; \
 	fi

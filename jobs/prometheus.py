@@ -1,5 +1,6 @@
-"""Prometheus: the collector behind /metrics, and the alert rules generated from the same thresholds as
-`jobs health` and the alert mails.
+"""Prometheus: the collector behind /metrics (Kiln's kiln_* metrics, and celery-exporter's celery_* ones read
+from the metrics over time), and the alert rules generated from the same thresholds as `jobs health` and the
+alert mails.
 
 `manage.py jobs prometheus-rules` prints the rules; deploy/prometheus/kiln-alerts.yml is its output for the
 default settings (a test keeps the two equal).
@@ -13,20 +14,63 @@ from typing import Any
 import yaml
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.utils import timezone
-from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.utils import floatToGoString
 
 from jobs import health, selectors
 from jobs.health import Thresholds
 from jobs.models import Alert, Job
+from metrics import selectors as metrics_selectors
+from metrics.tally import BOUNDS, SUMS
 
 # Upper bounds of the wait- and run-time buckets, in seconds (the time limits are 120 and 300 s).
 BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 HISTOGRAM_WINDOW = timedelta(hours=1)
 
+# celery-exporter's metrics (danihodovic/celery-exporter, src/exporter.py) under its names, help texts and
+# labels, so the dashboards and alerts written for it keep working. It counts the events one exporter
+# process watched; these are read from the all-time rows of metrics over time, which every Kiln process
+# adds to: the counters only grow, whichever web process answers the scrape, on whichever host.
+# `hostname` is Celery's node name (high@web1) where celery-exporter keeps the host alone (web1): Kiln runs
+# one worker per pool on each host, and an operator needs to know which of them stopped.
+CELERY_TASK_LABELS = ["name", "hostname", "queue_name"]
+CELERY_COUNTERS = {
+    "sent": "Sent when a task message is published.",
+    "received": "Sent when the worker receives a task.",
+    "started": "Sent just before the worker executes the task.",
+    "succeeded": "Sent if the task executed successfully.",
+    "failed": "Sent if the execution of the task failed.",
+    "rejected": "The task was rejected by the worker, possibly to be re-queued or moved to a dead letter queue.",
+    "revoked": "Sent if the task has been revoked.",
+    "retried": "Sent if the task failed, but will be retried in the future.",
+}
+# celery-exporter observes the run time of successes only; Kiln counts every run that ended (succeeded,
+# failed or retried). It has no wait histogram: the name is Kiln's, in its style.
+CELERY_HISTOGRAMS = {
+    "run": ("celery_task_runtime", "Histogram of task runtime measurements."),
+    "wait": (
+        "celery_task_queue_wait_time",
+        "Histogram of the time tasks waited in their queue before they started.",
+    ),
+}
+# Events only a worker counts: the node names in their rows are the workers ever seen.
+WORKER_EVENTS = ("received", "started")
+
+TaskKey = tuple[str, str, str]  # name, hostname, queue_name
+
+# A task whose jobs fail more than this share of the time over the window alerts (celery-exporter's mixin
+# alerts on its CeleryTaskHighFailRate alike).
+TASK_FAILURE_RATIO = 0.05
+TASK_FAILURE_MINUTES = 10
+
 
 class KilnCollector:
-    """Reads everything at scrape time: one snapshot, three aggregate queries."""
+    """Reads everything at scrape time: one snapshot, the all-time rows, three aggregate queries."""
 
     def collect(self) -> Any:
         snap = selectors.snapshot_cached()
@@ -39,6 +83,9 @@ class KilnCollector:
         for key in Alert.objects.filter(firing=True).values_list("key", flat=True):
             alerts.add_metric([key], 1)
         yield alerts
+        totals = metrics_selectors.totals()
+        yield from self._celery_tasks(totals)
+        yield from self._celery_workers(snap, totals)
 
     def _queues(self, snap: selectors.Snapshot) -> Any:
         up = GaugeMetricFamily("kiln_broker_up", "1 when the broker answers")
@@ -133,13 +180,113 @@ class KilnCollector:
                 )
             yield family
 
+    def _celery_tasks(self, totals: list[metrics_selectors.TotalRow]) -> Any:
+        counts: dict[str, dict[tuple[str, ...], float]] = {measure: {} for measure in CELERY_COUNTERS}
+        buckets: dict[str, dict[TaskKey, dict[int, float]]] = {kind: {} for kind in CELERY_HISTOGRAMS}
+        sums: dict[str, dict[TaskKey, float]] = {kind: {} for kind in CELERY_HISTOGRAMS}
+        at_workers: set[TaskKey] = set()
+        for row in totals:
+            key = (row.task_name, row.hostname, row.queue)
+            if row.measure in CELERY_COUNTERS:
+                labels = _failed_labels(key, row.label) if row.measure == "failed" else key
+                counts[row.measure][labels] = counts[row.measure].get(labels, 0.0) + row.value
+            elif row.measure in SUMS:
+                by_key = sums[row.measure.removesuffix("_seconds")]
+                by_key[key] = by_key.get(key, 0.0) + row.value
+            elif row.measure.endswith("_bucket") and row.label.isdigit():
+                counted = buckets[row.measure.removesuffix("_bucket")].setdefault(key, {})
+                counted[int(row.label)] = counted.get(int(row.label), 0.0) + row.value
+            if row.measure != "sent":
+                at_workers.add(key)
+        # As celery-exporter does, a task a worker saw has every counter, at 0 until its first event: a
+        # ratio such as failed / (failed + succeeded) then has both sides from the start.
+        for key in at_workers:
+            for measure, by_labels in counts.items():
+                by_labels.setdefault(_failed_labels(key, "") if measure == "failed" else key, 0.0)
+        for measure, text in CELERY_COUNTERS.items():
+            labels = (
+                ["name", "hostname", "exception", "queue_name"] if measure == "failed" else CELERY_TASK_LABELS
+            )
+            family = CounterMetricFamily(f"celery_task_{measure}", text, labels=labels)
+            for values, count in sorted(counts[measure].items()):
+                family.add_metric(list(values), count)
+            yield family
+        for kind, (name, text) in CELERY_HISTOGRAMS.items():
+            family = HistogramMetricFamily(name, text, labels=CELERY_TASK_LABELS)
+            for key, counted in sorted(buckets[kind].items()):
+                family.add_metric(list(key), _cumulative(counted), sums[kind].get(key, 0.0))
+            yield family
 
-def _rule(name: str, expr: str, duration: str, severity: str, summary: str) -> dict[str, Any]:
+    def _celery_workers(self, snap: selectors.Snapshot, totals: list[metrics_selectors.TotalRow]) -> Any:
+        up = GaugeMetricFamily(
+            "celery_worker_up", "Indicates if a worker has recently sent a heartbeat.", labels=["hostname"]
+        )
+        active = GaugeMetricFamily(
+            "celery_worker_tasks_active",
+            "The number of tasks the worker is currently processing",
+            labels=["hostname"],
+        )
+        answering = {worker.hostname: worker for worker in snap.workers}
+        # A worker that ran jobs once and does not answer now reads 0 (celery-exporter's worker-offline),
+        # so `celery_worker_up == 0` can alert; it keeps reading 0 until its all-time rows are deleted.
+        seen = {row.hostname for row in totals if row.measure in WORKER_EVENTS and row.hostname}
+        for hostname in sorted(seen | set(answering)):
+            worker = answering.get(hostname)
+            up.add_metric([hostname], 1 if worker else 0)
+            active.add_metric([hostname], sum(worker.active.values()) if worker else 0)
+        yield from (up, active)
+
+        length = GaugeMetricFamily(
+            "celery_queue_length", "The number of message in broker queue.", labels=["queue_name"]
+        )
+        workers = GaugeMetricFamily(
+            "celery_active_worker_count",
+            "The number of active workers in broker queue.",
+            labels=["queue_name"],
+        )
+        processes = GaugeMetricFamily(
+            "celery_active_process_count",
+            "The number of active processes in broker queue.",
+            labels=["queue_name"],
+        )
+        declared = [queue.name for queue in snap.queues]
+        consumed = {name for worker in snap.workers for name in worker.consuming}
+        for queue in snap.queues:
+            if queue.depth is not None:
+                length.add_metric([queue.name], queue.depth)
+        # Like celery-exporter's, these count the workers consuming the queue now: a paused queue has none
+        # (kiln_workers counts a pool's workers whatever they consume).
+        for name in (*declared, *sorted(consumed - set(declared))):
+            consuming = [worker for worker in snap.workers if name in worker.consuming]
+            workers.add_metric([name], len(consuming))
+            processes.add_metric([name], sum(worker.processes for worker in consuming))
+        yield from (length, workers, processes)
+
+
+def _failed_labels(key: TaskKey, exception: str) -> tuple[str, ...]:
+    name, hostname, queue = key
+    return (name, hostname, exception, queue)
+
+
+def _cumulative(counted: dict[int, float]) -> list[tuple[str, float]]:
+    """Bucket counts by index (metrics.tally.BOUNDS, len(BOUNDS) for +Inf) as Prometheus' cumulative
+    `le` buckets: every bound, +Inf last and equal to the count."""
+    buckets, total = [], 0.0
+    for index, bound in enumerate(BOUNDS):
+        total += counted.get(index, 0.0)
+        buckets.append((floatToGoString(bound), total))
+    # An index past the bounds (none today) is still a time counted: +Inf holds it.
+    total += sum(count for index, count in counted.items() if index >= len(BOUNDS))
+    buckets.append(("+Inf", total))
+    return buckets
+
+
+def _rule(name: str, expr: str, duration: str, severity: str, summary: str, **labels: str) -> dict[str, Any]:
     return {
         "alert": name,
         "expr": expr,
         "for": duration,
-        "labels": {"severity": severity},
+        "labels": {"severity": severity, **labels},
         "annotations": {"summary": summary},
     }
 
@@ -153,6 +300,9 @@ def alert_rules(thresholds: Thresholds, pools: list[str]) -> str:
             "KilnMetricsDown", 'up{job="kiln"} == 0', "5m", "critical", "Kiln's /metrics cannot be scraped"
         ),
     ]
+    # One rule per queue and alert, each with its own threshold in plain sight, told apart by a `queue` (or
+    # `pool`) label as well as by its expression: promtool's lint takes rules of one name and one label set
+    # for duplicates. The label is the one the alert's series carry anyway.
     for queue in sorted(set(thresholds.waits) | set(thresholds.waits_critical)):
         for name, severity, limits in (
             ("KilnQueueWaitWarning", health.WARNING, thresholds.waits),
@@ -166,6 +316,7 @@ def alert_rules(thresholds: Thresholds, pools: list[str]) -> str:
                         "1m",
                         severity,
                         f"the oldest job on {queue} has waited over {limits[queue]} s",
+                        queue=queue,
                     )
                 )
     rules += [
@@ -198,6 +349,28 @@ def alert_rules(thresholds: Thresholds, pools: list[str]) -> str:
             f"more than {thresholds.failed_critical} failed jobs wait for an operator",
         ),
     ]
+    failed = f"sum by (name) (rate(celery_task_failed_total[{TASK_FAILURE_MINUTES}m]))"
+    succeeded = f"sum by (name) (rate(celery_task_succeeded_total[{TASK_FAILURE_MINUTES}m]))"
+    rules += [
+        _rule(
+            "KilnTaskFailureRate",
+            # A task that fails every time still has its succeeded counter, at 0 (/metrics gives each task
+            # every counter), so the sum below exists; without jobs it is 0 / 0, which compares false.
+            f"{failed}\n/ (\n  {failed}\n  + {succeeded}\n)\n> {TASK_FAILURE_RATIO}",
+            "1m",
+            health.WARNING,
+            f"{{{{ $labels.name }}}} failed {{{{ $value | humanizePercentage }}}} of its jobs in the last"
+            f" {TASK_FAILURE_MINUTES} minutes",
+        ),
+        _rule(
+            "KilnWorkerDown",
+            # A worker answers through the broker: while that is down, KilnBrokerDown says it for them all.
+            "celery_worker_up == 0 unless on () kiln_broker_up == 0",
+            "2m",
+            health.WARNING,
+            "worker {{ $labels.hostname }} has not answered for 2 minutes",
+        ),
+    ]
     rules += [
         _rule(
             "KilnPoolDown",
@@ -205,6 +378,7 @@ def alert_rules(thresholds: Thresholds, pools: list[str]) -> str:
             "2m",
             health.CRITICAL,
             f"no worker of pool {pool} answers",
+            pool=pool,
         )
         for pool in pools
     ]
@@ -214,4 +388,15 @@ def alert_rules(thresholds: Thresholds, pools: list[str]) -> str:
         '# as job "kiln".\n'
     )
     document = {"groups": [{"name": "kiln", "rules": rules}]}
-    return header + yaml.safe_dump(document, sort_keys=False, width=120, allow_unicode=True)
+    return header + yaml.dump(document, Dumper=_RulesDumper, sort_keys=False, width=120, allow_unicode=True)
+
+
+class _RulesDumper(yaml.SafeDumper):
+    """Writes an expression of several lines as a literal block, the way people write rule files."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_RulesDumper.add_representer(str, _text)

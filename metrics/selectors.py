@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from django.db.models import Max, Sum
 from django.utils import timezone
@@ -225,3 +226,24 @@ def task_summaries(*, window: Window, now: datetime | None = None) -> list[TaskS
         for task_name, point in points.items()
     ]
     return sorted(summaries, key=lambda summary: (-(summary.succeeded + summary.failed), summary.task_name))
+
+
+class TotalRow(NamedTuple):
+    queue: str
+    task_name: str
+    hostname: str
+    measure: str
+    label: str
+    value: float
+
+
+def totals() -> list[TotalRow]:
+    """The all-time rows of counters, sums and buckets, per queue, task and host, in one query: what
+    /metrics exposes as Prometheus counters and histograms. They only ever grow, whichever process reads
+    them. The sampled gauges are left out: their all-time highest says nothing about now."""
+    rows = (
+        Tally.objects.filter(span=TOTAL)
+        .exclude(measure__in=GAUGES)
+        .values_list("queue", "task_name", "hostname", "measure", "label", "value")
+    )
+    return [TotalRow(*row) for row in rows]
