@@ -18,6 +18,7 @@ from jobs.models import Alert, Job
 from jobs.rejections import rejections_read
 from metrics.store import tally_write
 from metrics.tally import Tally
+from purge.models import PurgeRun, RetentionPolicy
 
 AT = datetime(2026, 12, 4, 10, 17, tzinfo=UTC)
 WORKER = "high@worker1"
@@ -150,6 +151,10 @@ def scrape_every_family(client: Any, monkeypatch: Any) -> str:
         published_at=now - timedelta(seconds=3), started_at=now - timedelta(seconds=2), finished_at=now,
     )  # fmt: skip
     Alert.objects.create(key="wait:high", message="waits", firing=True, first_seen_at=now, last_seen_at=now)
+    PurgeRun.objects.create(
+        policy=RetentionPolicy.objects.get(target="report_history"), state=PurgeRun.State.DONE,
+        trigger=PurgeRun.Trigger.NIGHTLY, started_at=now - timedelta(seconds=40), finished_at=now, removed=1200,
+    )  # fmt: skip
     text = scrape(client)
     empty = [family.name for family in text_string_to_metric_families(text) if not family.samples]
     assert not empty, f"families without samples: {empty}"
