@@ -58,3 +58,8 @@ def test_the_depth_and_failure_rules_use_the_health_thresholds() -> None:
     assert rules["KilnQueueDepthWarning"][0]["expr"] == "kiln_queue_depth >= 7"
     assert rules["KilnQueueDepthCritical"][0]["expr"] == "kiln_queue_depth > 70"
     assert rules["KilnFailedJobsWarning"][0]["expr"] == "kiln_failed_jobs >= 3"
+
+
+def test_a_late_beat_entry_has_its_rule_at_the_level_health_gives_it() -> None:
+    (rule,) = rules_of(alert_rules(Thresholds(waits={}, waits_critical={}), pools=[]))["KilnScheduleLate"]
+    assert (rule["expr"], rule["labels"]["severity"]) == ("kiln_schedule_late == 1", "warning")
