@@ -294,6 +294,8 @@ def schedule_as_dict(state: ScheduleState) -> dict[str, Any]:
         "cadence": state.cadence,
         "status": state.status,
         "late": state.late,
+        "missing": state.missing
+        or None,  # when late: "send" (beat sent nothing) or "start" (no worker took it)
         "reason": state.reason,
         "slot": _timestamp(state.slot),
         "due_by": _timestamp(state.due_by),
