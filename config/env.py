@@ -88,8 +88,16 @@ def env_path(environ: Mapping[str, str], name: str, default: Path) -> Path:
     return path
 
 
-def env_int_map(environ: Mapping[str, str], name: str, default: Mapping[str, int]) -> dict[str, int]:
-    """`key=number` pairs separated by commas (`high=60,default=900`); keys not given keep their default."""
+def env_int_map(
+    environ: Mapping[str, str],
+    name: str,
+    default: Mapping[str, int],
+    *,
+    example: str = "high=60,default=900",
+    minimum: int = 0,
+) -> dict[str, int]:
+    """`key=number` pairs separated by commas (`high=60,default=900`); keys not given keep their default.
+    A key may hold spaces and colons (`purge: nightly=1800`), not a comma or an equals sign."""
     raw = environ.get(name, "").strip()
     values = dict(default)
     if raw == "":
@@ -98,7 +106,9 @@ def env_int_map(environ: Mapping[str, str], name: str, default: Mapping[str, int
         key, sep, number = item.partition("=")
         key, number = key.strip(), number.strip()
         if not sep or not key or not number.isdigit():
-            raise ImproperlyConfigured(f"{name} must look like high=60,default=900, got {raw!r}")
+            raise ImproperlyConfigured(f"{name} must look like {example}, got {raw!r}")
+        if int(number) < minimum:
+            raise ImproperlyConfigured(f"{name} must give {key!r} at least {minimum}, got {number}")
         values[key] = int(number)
     return values
 

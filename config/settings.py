@@ -18,7 +18,17 @@ import dj_database_url
 from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_admins, env_bool, env_int, env_list, env_path, env_port, env_queues, env_str
+from config.env import (
+    env_admins,
+    env_bool,
+    env_int,
+    env_int_map,
+    env_list,
+    env_path,
+    env_port,
+    env_queues,
+    env_str,
+)
 from config.queues import QueueSpec, celery_queues, celery_routes, longest_time_limit, queues_check
 from config.secrets import mask
 
@@ -343,6 +353,13 @@ KILN_DASHBOARD_REFRESH_SECONDS = env_int(_env, "KILN_DASHBOARD_REFRESH_SECONDS",
 KILN_ALERT_COOLDOWN_MINUTES = env_int(_env, "KILN_ALERT_COOLDOWN_MINUTES", 60, minimum=1)
 KILN_ALERT_WEBHOOK_URL = env_str(_env, "KILN_ALERT_WEBHOOK_URL", "")
 ADMINS = env_admins(_env, "KILN_ADMINS")
+# Every beat entry is watched (jobs/schedules.py): a run not started this many seconds after its slot is
+# late (a `jobs health` warning, the alert `schedule:<name>`, /metrics). An entry not named here gets twice
+# its interval, at least 3 and at most 10 minutes: the every-minute sweep 3 min, the nightly purge 10 min.
+# By entry name, as the admin lists it: `purge: nightly=1800,jobs: alert check=300`.
+KILN_SCHEDULE_GRACE = env_int_map(
+    _env, "KILN_SCHEDULE_GRACE", {}, example="purge: nightly=1800,jobs: alert check=300", minimum=1
+)
 # /metrics answers these addresses, or any request carrying `Authorization: Bearer <KILN_METRICS_TOKEN>`.
 KILN_METRICS_TOKEN = env_str(_env, "KILN_METRICS_TOKEN", "")
 KILN_METRICS_ALLOWED_IPS = env_list(_env, "KILN_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
@@ -487,6 +504,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat writes an entry's last_run_at as it sends the task, not up to 3 minutes later (Celery's sync_every):
+# the schedule watch reads it as the proof that beat sent the run (jobs/schedules.py). One small UPDATE per
+# run sent.
+CELERY_BEAT_SYNC_EVERY = 1
 # Fixed periodic tasks, declared here once: django-celery-beat writes them to its tables at every beat start
 # (an edit in the admin lasts until then). The nightly purge is not here: its time is the admin's to move,
 # so purge/ installs it once, after migrate, and never overwrites it.

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.mail import mail_admins
 from django.utils import timezone
 
-from jobs import health, selectors
+from jobs import health, schedules, selectors
 from jobs.models import Alert
 
 logger = logging.getLogger(__name__)
@@ -24,11 +24,19 @@ logger = logging.getLogger(__name__)
 class AlertCondition:
     key: str
     message: str
+    # The mail's subject after the key; by default the message up to its first colon ("Queue high").
+    subject: str = ""
+
+
+def schedule_alert_key(name: str) -> str:
+    """`schedule:<entry name>`, cut to the 100 characters Alert.key holds (an entry's name may have 200)."""
+    return f"schedule:{name}"[: Alert._meta.get_field("key").max_length]
 
 
 def alert_conditions(snap: selectors.Snapshot) -> list[AlertCondition]:
     """The conditions that hold now, judged with the snapshot's thresholds (the same as health's): a queue's
-    oldest job past its warning wait, a queue without a worker, failed jobs at the warning level, the broker."""
+    oldest job past its warning wait, a queue without a worker, failed jobs at the warning level, a beat
+    entry whose run has not started in time (jobs/schedules.py), the broker."""
     if not snap.broker_ok:
         return [AlertCondition("broker", "The broker (Redis) cannot be reached: no job is published or run.")]
     thresholds = snap.thresholds
@@ -59,6 +67,22 @@ def alert_conditions(snap: selectors.Snapshot) -> list[AlertCondition]:
                 "`manage.py jobs failed`.",
             )
         )
+    for schedule in snap.schedules:
+        if schedule.late:
+            # Read from the database, not from beat or a worker: `manage.py jobs alerts` from cron raises
+            # it with beat dead, which is when it matters.
+            if schedule.missing == schedules.MISSING_SEND:
+                summary, check = "beat sent nothing", "Is beat running? `supervisorctl status kiln:beat`"
+            else:
+                summary, check = "sent, not started", "Do workers take its queue? `manage.py jobs status`"
+            conditions.append(
+                AlertCondition(
+                    schedule_alert_key(schedule.name),
+                    f"Schedule {schedule.name!r} ({schedule.cadence}, task {schedule.task}): "
+                    f"{schedule.reason}. {check}. Every entry: /admin/jobs/schedules/",
+                    subject=summary,
+                )
+            )
     return conditions
 
 
@@ -94,9 +118,10 @@ def alerts_check(*, snap: selectors.Snapshot | None = None, now: datetime | None
 
 
 def alert_notify(condition: AlertCondition) -> None:
-    subject = (
-        f"{condition.key}: {condition.message.split(':', 1)[0] if ':' in condition.message else 'alert'}"
+    summary = condition.subject or (
+        condition.message.split(":", 1)[0] if ":" in condition.message else "alert"
     )
+    subject = f"{condition.key}: {summary}"
     body = f"{condition.message}\n\nDashboard: /admin/jobs/dashboard/ · health: manage.py jobs health"
     try:
         mail_admins(subject, body, fail_silently=False)

@@ -1,4 +1,5 @@
-"""/admin/jobs/dashboard/: the queues at a glance, refreshed from a JSON endpoint, with the operator's verbs.
+"""/admin/jobs/dashboard/: the queues at a glance, refreshed from a JSON endpoint, with the operator's verbs;
+/admin/jobs/schedules/: every beat entry, when it last ran and whether it is late.
 
 Plain Django views inside the admin's look (each_context), no front-end build step: the page polls
 `data/` every few seconds and redraws; the buttons post forms (CSRF-protected) to `action/`.
@@ -6,8 +7,11 @@ Plain Django views inside the admin's look (each_context), no front-end build st
 
 from __future__ import annotations
 
+import zoneinfo
+from datetime import datetime
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -21,7 +25,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from broker.queues import BrokerUnavailable
-from config.formatting import moment_words
+from config.formatting import duration, moment_words
+from jobs import schedules as watch
 from jobs import selectors, services, timelines
 from jobs.models import AuditEntry, Job
 from metrics import selectors as metrics
@@ -124,6 +129,58 @@ def dashboard_data(request: HttpRequest) -> JsonResponse:
         for entry in AuditEntry.objects.all()[:8]
     ]
     return JsonResponse(data)
+
+
+def _moment(moment: datetime | None, *, seconds: bool = True) -> str:
+    if moment is None:
+        return "—"
+    local = timezone.localtime(moment)
+    return moment_words(local, seconds=seconds or bool(local.second))
+
+
+def schedule_row(state: watch.ScheduleState, now: datetime) -> dict[str, Any]:
+    """One beat entry as the schedules page shows it: dates in the site's format, the status in words."""
+    tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    status, reason = state.status, state.reason
+    if state.late and state.due_by:
+        status = f"late since {watch.clock(state.due_by, tz, now)}"
+        reason = reason.removeprefix(f"{status}: ")  # said once, in the status
+    running = state.last_outcome == "started"
+    return {
+        "name": state.name,
+        "search_url": reverse("admin:django_celery_beat_periodictask_changelist")
+        + "?"
+        + urlencode({"q": state.name}),
+        "task": state.task,
+        "cadence": state.cadence,
+        "grace": duration(state.grace) if state.grace else "—",
+        "last_sent": _moment(state.last_sent_at),
+        "last_started": _moment(state.last_started_at),
+        "outcome": "running" if running else (state.last_outcome or "—"),
+        "duration": (duration(state.last_duration) + (" so far" if running else ""))
+        if state.last_duration is not None
+        else "—",
+        "next_run": _moment(state.slot, seconds=False) if state.watched else "—",
+        "status": status,
+        "status_class": "kiln-" + state.status.replace(" ", "-"),
+        "reason": reason,
+    }
+
+
+@require_GET
+@dashboard_permission
+def schedules(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    states = selectors.schedule_states(now=now)
+    context = {
+        **admin.site.each_context(request),
+        "title": "Schedules",
+        "rows": [schedule_row(state, now) for state in states],
+        "late": sum(state.late for state in states),
+        "watched": sum(state.watched for state in states),
+        "history": settings.KILN_JOB_HISTORY,
+    }
+    return TemplateResponse(request, "admin/jobs/schedules.html", context)
 
 
 ACTIONS = {

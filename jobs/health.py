@@ -12,11 +12,18 @@ long); each queue also gets a worker status after the seeds' dashboards:
   stalled     jobs wait longer than the stalled threshold and nothing of this queue runs
   paused      an operator paused the queue (`jobs pause`)
   unknown     the broker cannot be read
+
+Beat's entries are judged in jobs/schedules.py: a late one makes the system `warning`, never `critical`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jobs.schedules import ScheduleState
 
 HEALTHY, WARNING, CRITICAL = "healthy", "warning", "critical"
 LEVELS = (HEALTHY, WARNING, CRITICAL)
@@ -156,11 +163,21 @@ def queue_health(queue: QueueState, thresholds: Thresholds) -> QueueHealth:
 
 
 def system_health(
-    queues: list[QueueState], *, broker_ok: bool, failed: int, thresholds: Thresholds
+    queues: list[QueueState],
+    *,
+    broker_ok: bool,
+    failed: int,
+    thresholds: Thresholds,
+    schedules: Sequence[ScheduleState] = (),
 ) -> SystemHealth:
     queue_results = tuple(queue_health(queue, thresholds) for queue in queues)
     reasons = []
     levels = [result.level for result in queue_results]
+    for schedule in schedules:
+        # A warning, never critical: a missed run is worth a look (and a mail), the queues still work.
+        if schedule.late:
+            levels.append(WARNING)
+            reasons.append(f"schedule {schedule.name}: {schedule.reason}")
     if not broker_ok:
         levels.append(CRITICAL)
         reasons.append("broker unreachable")

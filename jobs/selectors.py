@@ -3,14 +3,16 @@ dashboard, /metrics and the alert check alike."""
 
 from __future__ import annotations
 
+import json
 import time
+import zoneinfo
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -19,8 +21,12 @@ from jobs import health
 from jobs.health import QueueState
 from jobs.models import Job
 from jobs.rejections import Rejections, rejections_as_dict, rejections_read
+from jobs.schedules import Entry, JobFacts, ScheduleState, schedule_state
 
 REPORT_TIMEOUT = 1.0
+# The latest jobs of a beat entry read to judge it: enough to follow a queue that stopped taking an
+# every-minute entry back for 20 minutes (past any default grace).
+SCHEDULE_JOBS = 20
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,8 @@ class Snapshot:
     pools: dict[str, list[WorkerInfo]] = field(default_factory=dict)
     # Inputs the workers refused: shown beside the failed jobs, never counted in them or in `health`.
     rejections: Rejections = field(default_factory=Rejections)
+    # Every beat entry, judged (jobs/schedules.py): a late one is a `warning` in `health`, and an alert.
+    schedules: tuple[ScheduleState, ...] = ()
 
 
 def queue_names() -> list[str]:
@@ -93,6 +101,78 @@ def finished_counts(since: timedelta) -> dict[str, dict[str, int]]:
     return {row["queue"]: {"total": row["total"], "failed": row["failed"]} for row in rows}
 
 
+def _entry_arguments(text: str | None, empty: Any) -> Any:
+    try:
+        return json.loads(text or "null") or empty
+    except ValueError:
+        return None  # beat disables such an entry; its jobs are then matched by task name alone
+
+
+def schedule_jobs(task: str, args: Any, kwargs: Any) -> list[JobFacts]:
+    """The latest jobs of a beat entry, newest first: its task, with its arguments (two entries may run one
+    task with different ones). A job whose arguments were too large to keep matches any entry of its task."""
+    rows = (
+        Job.objects.filter(task_name=task)
+        .order_by(F("published_at").desc(nulls_last=True), "-id")
+        .values("state", "published_at", "started_at", "finished_at", "args", "kwargs", "args_truncated")[
+            :SCHEDULE_JOBS
+        ]
+    )
+    return [
+        JobFacts(row["state"], row["published_at"], row["started_at"], row["finished_at"])
+        for row in rows
+        if row["args_truncated"]
+        or args is None
+        or kwargs is None
+        or (row["args"] == args and row["kwargs"] == kwargs)
+    ]
+
+
+def schedule_states(*, now: datetime | None = None) -> tuple[ScheduleState, ...]:
+    """Every django-celery-beat entry, in name order, judged now; grace from KILN_SCHEDULE_GRACE."""
+    from django_celery_beat.models import PeriodicTask
+
+    now = now or timezone.now()
+    tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    states = []
+    for task in PeriodicTask.objects.select_related("interval", "crontab", "solar", "clocked").order_by(
+        "name"
+    ):
+        if task.scheduler is None:
+            continue  # django-celery-beat refuses to save an entry without a schedule
+        solar = task.solar
+        entry = Entry(
+            name=task.name,
+            task=task.task,
+            # A solar schedule is not built: Celery refuses to without the `ephem` package.
+            schedule=None if solar else task.schedule,
+            unwatched="solar schedules (sunrise, sunset) are not watched" if solar else "",
+            cadence=f"at {solar.get_event_display().lower()} ({float(solar.latitude):g}, {float(solar.longitude):g})"
+            if solar
+            else "",
+            changed_at=task.date_changed,
+            last_sent_at=task.last_run_at,
+            enabled=task.enabled,
+            one_off=task.one_off,
+            run_count=task.total_run_count,
+            start_time=task.start_time,
+            expires=task.expires,
+            queue=task.queue or "",
+        )
+        grace = settings.KILN_SCHEDULE_GRACE.get(task.name)
+        states.append(
+            schedule_state(
+                entry,
+                schedule_jobs(task.task, _entry_arguments(task.args, []), _entry_arguments(task.kwargs, {})),
+                now=now,
+                tz=tz,
+                grace=timedelta(seconds=grace) if grace is not None else None,
+                history=settings.KILN_JOB_HISTORY,
+            )
+        )
+    return tuple(states)
+
+
 _last: tuple[float, Snapshot] | None = None
 
 
@@ -135,7 +215,10 @@ def snapshot(*, report_timeout: float = REPORT_TIMEOUT) -> Snapshot:
         )
     failed = failed_jobs().count()
     thresholds = health.Thresholds.from_settings()
-    result = health.system_health(queues, broker_ok=broker_ok, failed=failed, thresholds=thresholds)
+    schedules = schedule_states()
+    result = health.system_health(
+        queues, broker_ok=broker_ok, failed=failed, thresholds=thresholds, schedules=schedules
+    )
     pools: dict[str, list[WorkerInfo]] = {}
     for worker in workers:
         pools.setdefault(worker.pool, []).append(worker)
@@ -149,6 +232,7 @@ def snapshot(*, report_timeout: float = REPORT_TIMEOUT) -> Snapshot:
         thresholds,
         pools,
         rejections_read(),
+        schedules,
     )
 
 
@@ -182,6 +266,7 @@ def snapshot_as_dict(snap: Snapshot) -> dict[str, Any]:
             }
             for queue in snap.queues
         ],
+        "schedules": [schedule_as_dict(state) for state in snap.schedules],
         "pools": {
             pool: [
                 {
@@ -195,4 +280,28 @@ def snapshot_as_dict(snap: Snapshot) -> dict[str, Any]:
             ]
             for pool, workers in sorted(snap.pools.items())
         },
+    }
+
+
+def _timestamp(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def schedule_as_dict(state: ScheduleState) -> dict[str, Any]:
+    return {
+        "name": state.name,
+        "task": state.task,
+        "cadence": state.cadence,
+        "status": state.status,
+        "late": state.late,
+        "missing": state.missing
+        or None,  # when late: "send" (beat sent nothing) or "start" (no worker took it)
+        "reason": state.reason,
+        "slot": _timestamp(state.slot),
+        "due_by": _timestamp(state.due_by),
+        "grace_seconds": state.grace.total_seconds() if state.grace else None,
+        "last_sent_at": _timestamp(state.last_sent_at),
+        "last_started_at": _timestamp(state.last_started_at),
+        "last_outcome": state.last_outcome,
+        "last_duration": None if state.last_duration is None else round(state.last_duration, 1),
     }

@@ -1,5 +1,5 @@
-"""Every URL of the jobs app, mounted at the site's root (config/urls.py): the dashboard inside the admin's
-look, the endpoint nginx asks about Flower, and the two endpoints for machines."""
+"""Every URL of the jobs app, mounted at the site's root (config/urls.py): the dashboard and the schedules
+page inside the admin's look, the endpoint nginx asks about Flower, and the two endpoints for machines."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ urlpatterns = [
     path("admin/jobs/dashboard/action/", dashboard.dashboard_action, name="dashboard-action"),
     path("admin/jobs/tasks/", dashboard.tasks, name="tasks"),
     path("admin/jobs/tasks/<str:task_name>/", dashboard.task, name="task"),
+    path("admin/jobs/schedules/", dashboard.schedules, name="schedules"),
     path("jobs/flower-auth/", views.flower_auth, name="flower-auth"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),

@@ -78,3 +78,23 @@ def test_beat_installs_the_fixed_schedules_declared_in_settings_over_older_rows(
         "thumbnails: dispatch images left pending": ("thumbnails.tasks.pending_sweep", 60, "seconds", True),
         "jobs: alert check": ("jobs.tasks.alerts_check", 60, "seconds", True),
     }
+
+
+@pytest.mark.database
+@pytest.mark.django_db(transaction=True)  # beat's scheduler closes the connection it found, as above
+def test_beat_writes_each_entrys_last_run_as_it_sends_it(monkeypatch) -> None:
+    """The schedule watch (jobs/schedules.py) reads last_run_at as the proof that beat sent a run: beat
+    writes it at every send (CELERY_BEAT_SYNC_EVERY = 1), not only every 3 minutes (Celery's default)."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+    from django_celery_beat.schedulers import DatabaseScheduler
+
+    every_second, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(name="probe: often", task="probe.nothing", interval=every_second)
+    scheduler = DatabaseScheduler(app=app)
+    # A task this app does not know is sent by name (Scheduler.send_task): kept here, nothing is published.
+    monkeypatch.setattr(scheduler, "send_task", lambda *args, **kwargs: None)
+    for _ in range(2):  # the first send always writes; the second is the one the setting decides
+        entry = scheduler.schedule["probe: often"]
+        scheduler.apply_async(entry, advance=True)
+        sent = entry.model.last_run_at  # what beat stamped on the entry's row as it sent it
+        assert PeriodicTask.objects.get(name="probe: often").last_run_at == sent

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_path, env_port, env_str
+from config.env import env_bool, env_int, env_int_map, env_list, env_path, env_port, env_str
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("true", True), ("False", False), ("1", True), ("off", False)])
@@ -54,3 +54,17 @@ def test_env_path_requires_an_absolute_path() -> None:
     assert env_path({}, "KILN_VAR_DIR", Path("/srv/var")) == Path("/srv/var")
     with pytest.raises(ImproperlyConfigured, match="KILN_VAR_DIR must be an absolute path"):
         env_path({"KILN_VAR_DIR": "var"}, "KILN_VAR_DIR", Path("/srv/var"))
+
+
+def test_env_int_map_takes_keys_with_spaces_and_colons_and_refuses_values_below_the_minimum() -> None:
+    environ = {"KILN_SCHEDULE_GRACE": "purge: nightly=1800, jobs: alert check=300"}
+    assert env_int_map(environ, "KILN_SCHEDULE_GRACE", {}, minimum=1) == {
+        "purge: nightly": 1800,
+        "jobs: alert check": 300,
+    }
+    with pytest.raises(
+        ImproperlyConfigured, match="KILN_SCHEDULE_GRACE must give 'purge: nightly' at least 1"
+    ):
+        env_int_map({"KILN_SCHEDULE_GRACE": "purge: nightly=0"}, "KILN_SCHEDULE_GRACE", {}, minimum=1)
+    with pytest.raises(ImproperlyConfigured, match="KILN_SCHEDULE_GRACE must look like a=1, got 'nightly'"):
+        env_int_map({"KILN_SCHEDULE_GRACE": "nightly"}, "KILN_SCHEDULE_GRACE", {}, example="a=1")

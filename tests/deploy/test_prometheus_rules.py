@@ -198,3 +198,8 @@ def test_a_worker_silent_for_2_minutes_alerts_unless_the_broker_is_down(tmp_path
     result = promtool_test_rules(tmp_path, [case("1x15", [down]), case("1x5 0x10", [])])
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_late_beat_entry_has_its_rule_at_the_level_health_gives_it() -> None:
+    (rule,) = rules_of(alert_rules(Thresholds(waits={}, waits_critical={}), pools=[]))["KilnScheduleLate"]
+    assert (rule["expr"], rule["labels"]["severity"]) == ("kiln_schedule_late == 1", "warning")

@@ -1,16 +1,21 @@
-"""Alerts: mailed once per condition, again only after the cooldown, cleared when the condition goes."""
+"""Alerts: mailed once per condition, again only after the cooldown, cleared when the condition goes; a beat
+entry that missed its run among them."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from io import StringIO
 
 import pytest
 from django.core import mail
+from django.core.management import call_command
+from django.utils import timezone
 
-from jobs import health
+from jobs import health, schedules
 from jobs.alerts import alerts_check
 from jobs.health import QueueState
 from jobs.models import Alert
@@ -99,3 +104,61 @@ def test_an_alert_is_posted_to_the_webhook(admins, settings) -> None:
         server.server_close()
     assert received == [{"alert": "wait:high", "message": received[0]["message"], "status": "firing"}]
     assert received[0]["message"].startswith("Queue high")
+
+
+def late(name: str, missing: str = schedules.MISSING_SEND) -> schedules.ScheduleState:
+    return schedules.ScheduleState(
+        name=name,
+        task="purge.tasks.purge_nightly",
+        cadence="daily at 00:00",
+        status=schedules.LATE,
+        missing=missing,
+        reason="late since 00:10: beat has sent nothing for the 00:00 run",
+    )
+
+
+def test_a_late_beat_entry_is_mailed_as_schedule_and_its_name_and_cleared_when_it_runs(admins) -> None:
+    snap = dataclasses.replace(snapshot(high_wait=None), schedules=(late("purge: nightly"),))
+    assert alerts_check(snap=snap, now=T0) == ["schedule:purge: nightly"]
+    (sent,) = mail.outbox
+    assert sent.subject == "[Kiln] schedule:purge: nightly: beat sent nothing"
+    assert sent.body.startswith(
+        "Schedule 'purge: nightly' (daily at 00:00, task purge.tasks.purge_nightly): late since 00:10: "
+        "beat has sent nothing for the 00:00 run. Is beat running? `supervisorctl status kiln:beat`."
+    )
+    assert alerts_check(snap=snapshot(high_wait=None), now=T0 + timedelta(minutes=1)) == []
+    assert not Alert.objects.get(key="schedule:purge: nightly").firing
+
+
+def test_a_run_sent_but_never_started_points_at_the_queue_not_at_beat(admins) -> None:
+    stuck = late("jobs: alert check", missing=schedules.MISSING_START)
+    alerts_check(snap=dataclasses.replace(snapshot(high_wait=None), schedules=(stuck,)), now=T0)
+    (sent,) = mail.outbox
+    assert sent.subject == "[Kiln] schedule:jobs: alert check: sent, not started"
+    assert "Do workers take its queue? `manage.py jobs status`" in sent.body
+
+
+def test_an_entry_with_a_long_name_gets_a_key_alert_keys_can_hold(admins) -> None:
+    name = "reports: " + "x" * 190
+    snap = dataclasses.replace(snapshot(high_wait=None), schedules=(late(name),))
+    (key,) = alerts_check(snap=snap, now=T0)
+    assert key == f"schedule:{name}"[:100]
+    assert Alert.objects.get(key=key).firing
+
+
+def test_the_cron_watchdog_raises_a_late_entry_with_beat_and_workers_gone(admins, app_broker) -> None:
+    """`manage.py jobs alerts` reads the entries from the database: no beat, no worker needed."""
+    from django_celery_beat.models import PeriodicTask
+
+    from tests.jobs.test_selectors import beat_entry
+
+    PeriodicTask.objects.update(last_run_at=timezone.now())  # the nightly purge: just sent
+    beat_entry("probe: beat silent", sent_ago=600)
+    out = StringIO()
+    call_command("jobs", "alerts", stdout=out)
+    assert (
+        "firing  schedule:probe: beat silent: Schedule 'probe: beat silent' (every minute" in out.getvalue()
+    )
+    subjects = [message.subject for message in mail.outbox]
+    assert "[Kiln] schedule:probe: beat silent: beat sent nothing" in subjects
+    assert not any("purge: nightly" in subject for subject in subjects)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.utils import timezone
 
@@ -81,3 +83,48 @@ def test_flush_from_the_dashboard_needs_the_word_typed_and_is_audited(client, op
     client.post(URL + "action/", {"action": "flush", "confirm": "flush"})
     assert not Job.objects.filter(task_id="f2").exists()
     assert AuditEntry.objects.get(action="flush").count == 1
+
+
+SCHEDULES = "/admin/jobs/schedules/"
+
+
+def test_the_schedules_page_needs_staff_with_the_dashboard_permission(client, django_user_model) -> None:
+    assert client.get(SCHEDULES)["Location"].startswith("/admin/login/?next=/admin/jobs/schedules/")
+    staff = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(staff)
+    assert client.get(SCHEDULES).status_code == 403
+
+
+def test_the_schedules_page_lists_every_entry_with_its_runs_and_says_which_is_late(client, operator) -> None:
+    from django_celery_beat.models import PeriodicTask
+
+    from tests.jobs.test_selectors import beat_entry, job
+
+    PeriodicTask.objects.filter(name="purge: nightly").update(last_run_at=timezone.now())
+    beat_entry("probe: beat silent", sent_ago=600, task="probe.silent")
+    job("silent-1", "probe.silent", 600, started=True)
+    client.force_login(operator)
+    page = client.get(SCHEDULES)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "1 of 2 watched entries late." in html
+    rows = {name: row for row, name in re.findall(r"(<tr class=.*?>([^<>]+)</a>.*?</tr>)", html, re.DOTALL)}
+    nightly, silent = rows["purge: nightly"], rows["probe: beat silent"]
+    assert "daily at 00:00" in nightly
+    assert "10 min" in nightly, "the nightly purge's grace"
+    assert "on time" in nightly
+    assert "every minute" in silent
+    assert "<td>succeeded</td>" in silent
+    assert "<td>0.1 s</td>" in silent, "the job's duration"
+    assert re.search(r'<span class="kiln-status">late since \d\d:\d\d(:\d\d)?</span>', silent)
+    assert '<div class="kiln-reason">beat has sent nothing for the ' in silent, "late since: said once"
+    assert re.search(r"<td>\d+ \w{3} \d{4}, 00:00</td>", nightly), "the next midnight, to the minute"
+    # Content-Security-Policy: the page's look comes from a file, and no script is inline.
+    assert "<style" not in html
+    assert all("src=" in tag for tag in re.findall(r"<script[^>]*>", html))
+    assert "/static/jobs/schedules.css" in html
+
+
+def test_the_dashboard_links_the_schedules_page(client, operator) -> None:
+    client.force_login(operator)
+    assert f'href="{SCHEDULES}"' in client.get(URL).content.decode()

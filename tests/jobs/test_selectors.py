@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from broker import queues as broker_queues
@@ -86,3 +89,104 @@ def test_worker_reports_are_grouped_by_pool_and_foreign_workers_ignored(monkeypa
         ("high@a", "high", 4, (10, 2)),
     ]
     assert workers[1].active == {"high": 3}
+
+
+# --- Beat's entries (jobs/schedules.py judges them) --------------------------------------------------------
+def beat_entry(name: str, *, sent_ago: float | None, task: str = "probe.task", args: str = "[]", **fields):
+    """An every-minute entry (unless given another schedule) beat last sent `sent_ago` seconds ago (None:
+    never), created 10 minutes ago."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    if "solar" not in fields:
+        fields["interval"], _ = IntervalSchedule.objects.get_or_create(
+            every=60, period=IntervalSchedule.SECONDS
+        )
+    entry = PeriodicTask.objects.create(name=name, task=task, args=args, **fields)
+    now = timezone.now()
+    PeriodicTask.objects.filter(pk=entry.pk).update(  # date_changed is auto_now: set it past save()
+        last_run_at=None if sent_ago is None else now - timedelta(seconds=sent_ago),
+        date_changed=now - timedelta(minutes=10),
+    )
+    return entry
+
+
+def job(task_id: str, task: str, published_ago: float, *, started: bool, args: list | None = None) -> None:
+    published = timezone.now() - timedelta(seconds=published_ago)
+    Job.objects.create(
+        task_id=task_id,
+        task_name=task,
+        queue="default",
+        args=args or [],
+        state=Job.State.SUCCEEDED if started else Job.State.QUEUED,
+        published_at=published,
+        started_at=published + timedelta(seconds=0.1) if started else None,
+        finished_at=published + timedelta(seconds=0.2) if started else None,
+    )
+
+
+def test_each_beat_entry_is_judged_from_beats_last_send_and_its_own_jobs() -> None:
+    from django_celery_beat.models import SolarSchedule
+
+    beat_entry("probe: beat silent", sent_ago=600, task="probe.silent")
+    beat_entry("probe: fine", sent_ago=5, task="probe.shared")
+    job("fine", "probe.shared", 5, started=True)
+    # Same task, other arguments: the jobs above are not its own. Sent 5 minutes ago and still waiting.
+    beat_entry("probe: queue stuck", sent_ago=5, task="probe.shared", args="[1]")
+    for n, ago in enumerate((5, 65, 125, 185, 245)):
+        job(f"stuck-{n}", "probe.shared", ago, started=False, args=[1])
+    job("stuck-started", "probe.shared", 305, started=True, args=[1])
+    beat_entry("probe: never sent", sent_ago=None)
+    beat_entry("probe: disabled", sent_ago=None, enabled=False)
+    sunrise, _ = SolarSchedule.objects.get_or_create(event="sunrise", latitude=52.5, longitude=13.4)
+    beat_entry("probe: solar", sent_ago=None, solar=sunrise)
+
+    states = {state.name: state for state in selectors.schedule_states()}
+    assert "purge: nightly" in states, "the entry migrate installs is read like any other"
+    silent, fine, stuck = states["probe: beat silent"], states["probe: fine"], states["probe: queue stuck"]
+    assert (silent.status, silent.missing, silent.last_started_at) == ("late", "send", None)
+    assert "beat has sent nothing" in silent.reason
+    assert (fine.status, fine.last_outcome) == ("on time", "succeeded")
+    assert (stuck.status, stuck.missing, stuck.last_outcome) == ("late", "start", "queued")
+    assert "no worker has started it since" in stuck.reason
+    assert states["probe: never sent"].status == "late"  # created 10 minutes ago, first slot 9 minutes ago
+    assert (states["probe: disabled"].status, states["probe: disabled"].reason) == ("not watched", "disabled")
+    solar = states["probe: solar"]
+    assert (solar.status, solar.cadence) == ("not watched", "at sunrise (52.5, 13.4)")
+
+
+def test_a_grace_set_by_name_holds_off_the_late_verdict(settings) -> None:
+    beat_entry("probe: beat silent", sent_ago=600)
+    settings.KILN_SCHEDULE_GRACE = {"probe: beat silent": 3600}
+    state = next(state for state in selectors.schedule_states() if state.name == "probe: beat silent")
+    assert (state.status, state.grace) == ("due", timedelta(hours=1))
+
+
+def test_a_late_entry_is_a_warning_in_jobs_health_with_its_reason(app_broker, monkeypatch) -> None:
+    from django_celery_beat.models import PeriodicTask
+
+    PeriodicTask.objects.update(last_run_at=timezone.now())  # the nightly purge: just sent
+    workers = [
+        selectors.WorkerInfo(f"{name}@a", name, (name,), (name,), 2, None, {})
+        for name in selectors.queue_names()
+    ]
+    monkeypatch.setattr(selectors, "workers_report", lambda timeout=None: workers)
+    beat_entry("probe: beat silent", sent_ago=600)
+
+    out = StringIO()
+    with pytest.raises(SystemExit) as exited:
+        call_command("jobs", "health", "--exit-code", stdout=out)
+    assert exited.value.code == 1, "late is a warning, not critical"
+    assert out.getvalue().startswith("system: warning\n")
+    assert "  schedule probe: beat silent: warning, late since " in out.getvalue()
+
+    out = StringIO()
+    call_command("jobs", "health", "--json", stdout=out)
+    data = json.loads(out.getvalue())
+    late = next(entry for entry in data["schedules"] if entry["name"] == "probe: beat silent")
+    assert (late["status"], late["late"], late["cadence"], late["grace_seconds"]) == (
+        "late",
+        True,
+        "every minute",
+        180.0,
+    )
+    assert data["reasons"] == [f"schedule probe: beat silent: {late['reason']}"]

@@ -85,3 +85,28 @@ def test_metrics_parse_and_carry_the_queue_depth_and_job_histograms(client, sett
 
 def test_metrics_answer_an_allowed_address_without_a_token(client, app_broker) -> None:
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+
+
+def test_metrics_carry_each_beat_entrys_last_run_last_start_and_lateness(client, monkeypatch) -> None:
+    from django_celery_beat.models import PeriodicTask
+
+    from jobs import selectors
+    from tests.jobs.test_selectors import beat_entry, job
+
+    PeriodicTask.objects.update(last_run_at=timezone.now())  # the nightly purge: just sent
+    silent = beat_entry("probe: beat silent", sent_ago=600, task="probe.silent")
+    job("silent-1", "probe.silent", 600, started=True)
+    beat_entry("probe: disabled", sent_ago=None, enabled=False)
+    monkeypatch.setattr(selectors, "_last", None)  # another test's cached snapshot must not answer
+    found = samples(client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode())
+    label = (("schedule", "probe: beat silent"),)
+    assert found[("kiln_schedule_late", label)] == 1
+    assert found[("kiln_schedule_late", (("schedule", "purge: nightly"),))] == 0
+    assert ("kiln_schedule_late", (("schedule", "probe: disabled"),)) not in found, "not watched, no figure"
+    silent.refresh_from_db()
+    assert found[("kiln_schedule_last_run_timestamp_seconds", label)] == pytest.approx(
+        silent.last_run_at.timestamp()
+    )
+    assert found[("kiln_schedule_last_start_timestamp_seconds", label)] == pytest.approx(
+        silent.last_run_at.timestamp() + 0.1, abs=0.05
+    )

@@ -26,7 +26,13 @@ def test_html_pages_have_a_nonce_policy_and_every_inline_script_and_style_carrie
     client = Client()
     pages = ["/", "/accounts/login/"]
     client.force_login(staff)
-    pages += ["/reports/", f"/reports/{report.pk}/", "/admin/", "/admin/jobs/dashboard/"]
+    pages += [
+        "/reports/",
+        f"/reports/{report.pk}/",
+        "/admin/",
+        "/admin/jobs/dashboard/",
+        "/admin/jobs/schedules/",
+    ]
     for page in pages:
         response = client.get(page)
         assert response.status_code == 200, page

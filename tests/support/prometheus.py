@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs import health, selectors
@@ -19,6 +20,7 @@ from jobs.rejections import rejections_read
 from metrics.store import tally_write
 from metrics.tally import Tally
 from purge.models import PurgeRun, RetentionPolicy
+from purge.schedule import NIGHTLY_NAME
 
 AT = datetime(2026, 12, 4, 10, 17, tzinfo=UTC)
 WORKER = "high@worker1"
@@ -113,6 +115,7 @@ def snapshot_of(
         thresholds=thresholds,
         pools=pools,
         rejections=rejections_read(),
+        schedules=selectors.schedule_states(),
     )
 
 
@@ -144,8 +147,14 @@ def scrape_every_family(client: Any, monkeypatch: Any) -> str:
     a firing alert. Fails if a family still has no sample, so that a name missing from the scrape is one
     /metrics never exposes, not one this data forgot."""
     tally_write(jobs_of_every_kind())
-    snapshot_use(monkeypatch, snapshot_of((worker(active=1),), depths={"high": 2}))
     now = timezone.now()
+    # The nightly purge's entry (installed by migrate), sent by beat and started by a worker just now.
+    PeriodicTask.objects.filter(name=NIGHTLY_NAME).update(last_run_at=now)
+    Job.objects.create(
+        task_id="nightly-1", task_name="purge.tasks.purge_nightly", queue="default", state=Job.State.STARTED,
+        published_at=now, started_at=now,
+    )  # fmt: skip
+    snapshot_use(monkeypatch, snapshot_of((worker(active=1),), depths={"high": 2}))
     Job.objects.create(
         task_id="scraped-1", task_name="thumbnails.generate", queue="high", state=Job.State.SUCCEEDED,
         published_at=now - timedelta(seconds=3), started_at=now - timedelta(seconds=2), finished_at=now,

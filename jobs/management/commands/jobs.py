@@ -36,7 +36,9 @@ class Command(BaseCommand):
         )
         status.add_argument("--json", action="store_true")
 
-        health = sub.add_parser("health", help="healthy / warning / critical, per queue and overall.")
+        health = sub.add_parser(
+            "health", help="healthy / warning / critical, per queue and overall; late beat entries warn."
+        )
         health.add_argument("--json", action="store_true")
         health.add_argument(
             "--exit-code",
@@ -146,6 +148,9 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {queue.name}: {queue.level}, {queue.worker_status}{reasons}")
             if not result.broker_ok:
                 self.stdout.write("  broker: unreachable")
+            for schedule in snap.schedules:
+                if schedule.late:
+                    self.stdout.write(f"  schedule {schedule.name}: warning, {schedule.reason}")
             if result.failed:
                 self.stdout.write(f"  failed jobs: {result.failed}")
             if snap.rejections.last_hour_total:
