@@ -145,6 +145,9 @@ def schedule_row(state: watch.ScheduleState, now: datetime) -> dict[str, Any]:
     if state.late and state.due_by:
         status = f"late since {watch.clock(state.due_by, tz, now)}"
         reason = reason.removeprefix(f"{status}: ")  # said once, in the status
+    elif state.status == watch.ON_TIME and state.due_by:
+        # The next run is in its own column: the status only adds when that run would be late.
+        reason = f"late if not started by {watch.clock(state.due_by, tz, now)}"
     running = state.last_outcome == "started"
     return {
         "name": state.name,

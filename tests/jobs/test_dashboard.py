@@ -113,12 +113,14 @@ def test_the_schedules_page_lists_every_entry_with_its_runs_and_says_which_is_la
     assert "daily at 00:00" in nightly
     assert "10 min" in nightly, "the nightly purge's grace"
     assert "on time" in nightly
+    assert "late if not started by" in nightly, "an entry on time says when its next run would be late"
     assert "every minute" in silent
-    assert "<td>succeeded</td>" in silent
-    assert "<td>0.1 s</td>" in silent, "the job's duration"
+    assert '<div class="kiln-reason">succeeded, 0.1 s</div>' in silent, "the last job's outcome and duration"
     assert re.search(r'<span class="kiln-status">late since \d\d:\d\d(:\d\d)?</span>', silent)
     assert '<div class="kiln-reason">beat has sent nothing for the ' in silent, "late since: said once"
-    assert re.search(r"<td>\d+ \w{3} \d{4}, 00:00</td>", nightly), "the next midnight, to the minute"
+    assert re.search(r'<td class="kiln-when">\d+ \w{3} \d{4}, 00:00</td>', nightly), (
+        "the next midnight, to the minute"
+    )
     # Content-Security-Policy: the page's look comes from a file, and no script is inline.
     assert "<style" not in html
     assert all("src=" in tag for tag in re.findall(r"<script[^>]*>", html))
