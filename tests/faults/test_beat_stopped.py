@@ -47,7 +47,8 @@ def test_a_stopped_beat_makes_its_entries_late_in_health_and_raises_their_alert(
             what=lambda: f"beat to send {ENTRY!r} and a worker to start it: {entry()}",
         )
         assert running["status"] in {"on time", "due"}, running
-        assert running["last_outcome"] in {"started", "succeeded"}, running
+        # Sent every second: the latest send may still wait for worker-default when health looks.
+        assert running["last_outcome"] in {"queued", "started", "succeeded"}, running
 
         stopped = stack.manage("kiln", "ctl", "stop", "kiln:beat")
         assert "stopped" in stopped.stdout, stopped.stdout + stopped.stderr
