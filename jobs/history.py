@@ -28,6 +28,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DataError, IntegrityError, close_old_connections, connection, transaction
 
+from jobs import issues
 from jobs.models import Job
 from metrics.store import tally_write
 from metrics.tally import Tally
@@ -276,8 +277,8 @@ HOSTNAME = socket.gethostname()
 _UPSERT = """
 INSERT INTO jobs_job (task_id, task_name, queue, args, kwargs, args_truncated, state, progress, attempts,
     worker, published_at, started_at, finished_at, exception_type, exception_message, traceback,
-    retry_of_id, retried_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+    fingerprint, retry_of_id, retried_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
     (SELECT id FROM jobs_job WHERE id = %s), NULL)
 ON CONFLICT (task_id) DO UPDATE SET
     task_name = CASE WHEN jobs_job.task_name = '' THEN excluded.task_name ELSE jobs_job.task_name END,
@@ -300,6 +301,8 @@ ON CONFLICT (task_id) DO UPDATE SET
         AND excluded.state <> 'queued' THEN excluded.exception_message ELSE jobs_job.exception_message END,
     traceback = CASE WHEN excluded.progress >= jobs_job.progress AND excluded.state <> 'started'
         AND excluded.state <> 'queued' THEN excluded.traceback ELSE jobs_job.traceback END,
+    fingerprint = CASE WHEN excluded.progress >= jobs_job.progress AND excluded.state <> 'started'
+        AND excluded.state <> 'queued' THEN excluded.fingerprint ELSE jobs_job.fingerprint END,
     retry_of_id = COALESCE(jobs_job.retry_of_id, excluded.retry_of_id),
     progress = CASE WHEN excluded.progress > jobs_job.progress THEN excluded.progress ELSE jobs_job.progress END
 """
@@ -312,9 +315,10 @@ def _row(event: JobEvent) -> tuple:
         return ops.adapt_datetimefield_value(value) if value is not None else None
 
     final_unknown = event.attempt >= UNKNOWN_ATTEMPT
+    task_name, exception_type = event.task_name[:200], event.exception_type[:200]
     return (
         event.task_id[:64],
-        event.task_name[:200],
+        task_name,
         event.queue[:100],
         ops.adapt_json_value(event.args, None),
         ops.adapt_json_value(event.kwargs, None),
@@ -326,9 +330,14 @@ def _row(event: JobEvent) -> tuple:
         when(event.published_at),
         when(event.started_at),
         when(event.finished_at),
-        event.exception_type[:200],
+        exception_type,
         event.exception_message,
         event.traceback,
+        # From the capped values the row keeps: computed again from the row (as a migration does), it is
+        # the same.
+        issues.fingerprint(task_name, exception_type, event.exception_message, event.traceback)
+        if event.state == Job.State.FAILED
+        else "",
         event.retry_of_id,
     )
 

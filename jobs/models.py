@@ -40,6 +40,8 @@ class Job(models.Model):
     exception_type = models.CharField(max_length=200, blank=True)
     exception_message = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
+    # A failed job's issue (jobs/issues.py): the jobs that failed the same way in the same place share it.
+    fingerprint = models.CharField(max_length=12, blank=True)
     # `jobs retry` publishes a new job and links the two.
     retry_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
@@ -48,7 +50,11 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["state", "finished_at"], name="jobs_job_state_finished")]
+        indexes = [
+            models.Index(fields=["state", "finished_at"], name="jobs_job_state_finished"),
+            # An issue's jobs, latest first (its page, its sample, retry and forget of the whole issue).
+            models.Index(fields=["fingerprint", "finished_at"], name="jobs_job_fingerprint_finished"),
+        ]
         permissions = [
             ("view_dashboard", "Can view the jobs dashboard and Flower"),
             ("operate_flower", "Can use Flower's state-changing actions"),

@@ -155,3 +155,41 @@ def test_a_revoked_job_ends_revoked(monkeypatch) -> None:
         "high",
         "expired before it ran",
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_is_written_with_its_issues_fingerprint_and_keeps_it_past_late_events() -> None:
+    from jobs.issues import fingerprint
+
+    job_events_write([event(Job.State.STARTED, started_at=T0)])
+    assert Job.objects.get(task_id="t-1").fingerprint == "", "only a failure has an issue"
+    failed = event(
+        Job.State.FAILED,
+        exception_type="LookupError",
+        exception_message="image 7 not found",
+        traceback="Traceback (most recent call last):\nLookupError: image 7 not found\n",
+        finished_at=T0,
+    )
+    job_events_write([failed])
+    expected = fingerprint("thumbnails.generate", "LookupError", "image 7 not found", failed.traceback)
+    assert Job.objects.get(task_id="t-1").fingerprint == expected
+    job_events_write([event(Job.State.QUEUED, published_at=T0)])  # the publisher's record, late
+    assert Job.objects.get(task_id="t-1").fingerprint == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobs_that_failed_before_fingerprints_existed_get_theirs_from_the_migration() -> None:
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    from tests.jobs.conftest import failure
+
+    recorded = failure("f-1", LookupError("image 7 not found"))
+    Job.objects.filter(pk=recorded.pk).update(fingerprint="")
+    job_events_write([event(Job.State.SUCCEEDED, task_id="s-1", finished_at=T0)])
+    executor = MigrationExecutor(connection)
+    leaves = executor.loader.graph.leaf_nodes()
+    executor.migrate([("jobs", "0004_revoked_state")])
+    MigrationExecutor(connection).migrate(leaves)
+    assert Job.objects.get(task_id="f-1").fingerprint == recorded.fingerprint != ""
+    assert Job.objects.get(task_id="s-1").fingerprint == ""

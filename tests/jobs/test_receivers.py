@@ -55,3 +55,19 @@ def test_a_parked_job_whose_message_could_not_be_read_is_recorded_as_not_retryab
 
     job_parked.send(sender=None, job=ParkedJob("t-2", "", "high", None, None, deaths=4))
     assert Job.objects.get(task_id="t-2").args_truncated
+
+
+def test_a_parked_job_has_an_issue_of_its_own_kind() -> None:
+    from broker.signals import ParkedJob, job_parked
+    from jobs.issues import fingerprint
+    from jobs.models import Job
+
+    for task_id, deaths in (("t-3", 3), ("t-4", 5)):
+        job_parked.send(
+            sender=None,
+            job=ParkedJob(task_id, "probe.poison", "high", args=["k"], kwargs={}, deaths=deaths),
+        )
+    parked = {job.fingerprint for job in Job.objects.filter(task_id__in=["t-3", "t-4"])}
+    assert parked == {
+        fingerprint("probe.poison", "WorkerLostError", "parked: the worker holding it died 3 times", "")
+    }
