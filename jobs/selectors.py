@@ -12,13 +12,14 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from broker import queues as broker_queues
 from jobs import health
 from jobs.health import QueueState
+from jobs.issues import message_normalised
 from jobs.models import Job
 from jobs.rejections import Rejections, rejections_as_dict, rejections_read
 from jobs.schedules import Entry, JobFacts, ScheduleState, schedule_state
@@ -64,6 +65,115 @@ def queue_names() -> list[str]:
 def failed_jobs() -> QuerySet[Job]:
     """Failed jobs an operator still has to deal with: not retried (a retry links a new job) or forgotten."""
     return Job.objects.filter(state=Job.State.FAILED, retried_at__isnull=True)
+
+
+@dataclass(frozen=True)
+class Issue:
+    """Failed jobs an operator still has to deal with that failed the same way in the same place: the same
+    fingerprint (jobs/issues.py), so the same task and exception type."""
+
+    fingerprint: str
+    count: int
+    # Jobs per declared queue that has any, in the declared order; "other" for an undeclared or unknown one.
+    queues: dict[str, int]
+    first_seen: datetime | None
+    last_seen: datetime | None
+    # The latest of its jobs.
+    sample: Job
+
+    @property
+    def title(self) -> str:
+        """The exception type and the message as every job of the issue has it: "ValueError: image <n>"."""
+        message = message_normalised(self.sample.exception_message)
+        return f"{self.sample.exception_type}: {message}" if message else self.sample.exception_type
+
+
+ISSUES_LIMIT = 200
+
+
+def issue_jobs(fingerprint: str) -> QuerySet[Job]:
+    return failed_jobs().filter(fingerprint=fingerprint)
+
+
+def issues(*, limit: int = ISSUES_LIMIT) -> list[Issue]:
+    """The issues of the failed list, the one seen last first, at most `limit`: one GROUP BY, then one
+    query for the samples, whose tracebacks are not loaded (up to 20 kB each; `issue()` has its own)."""
+    rows = list(
+        # A row written by hand, not by the history, has no fingerprint and belongs to no issue.
+        failed_jobs()
+        .exclude(fingerprint="")
+        .values("fingerprint")
+        .annotate(**_figures())
+        .order_by(F("last_seen").desc(nulls_last=True), "fingerprint")[:limit]
+    )
+    if not rows:
+        return []
+    # Each issue's latest job is the one that finished at its last_seen: an index seek per issue on
+    # (fingerprint, finished_at). A correlated subquery in the GROUP BY would be grouped by too, and run
+    # once per row instead of once per issue.
+    latest = Q()
+    for row in rows:
+        latest |= Q(fingerprint=row["fingerprint"], finished_at=row["last_seen"])
+    samples: dict[str, Job] = {}
+    # Not through failed_jobs(): told state = 'failed' too, SQLite walks every failed job by the state index
+    # instead. A retried job that finished in the same microsecond as the last open one is skipped here.
+    for job in Job.objects.filter(latest).defer("args", "kwargs", "traceback").order_by("id"):
+        if job.state == Job.State.FAILED and job.retried_at is None:
+            samples[job.fingerprint] = job  # the highest id of a tie
+    return [
+        _issue(row["fingerprint"], row, samples[row["fingerprint"]])
+        for row in rows
+        if row["fingerprint"] in samples  # else retried or forgotten between the two queries
+    ]
+
+
+def issue(fingerprint: str) -> Issue | None:
+    """One issue with its latest job's traceback, or None if none of its jobs is in the failed list. Two
+    queries by the (fingerprint, finished_at) index: SQLite plans a GROUP BY on the state index instead."""
+    jobs = issue_jobs(fingerprint)
+    sample = jobs.order_by(F("finished_at").desc(nulls_last=True), "-id").first()
+    if sample is None:
+        return None
+    return _issue(fingerprint, jobs.aggregate(**_figures()), sample)
+
+
+def _figures() -> dict[str, Any]:
+    """An issue's figures as aggregates. Each declared queue is a filtered count (they are few), so the
+    queues are counted in the same pass and the database can sort and cut the list."""
+    return {
+        "count": Count("id"),
+        "first_seen": Min("finished_at"),
+        "last_seen": Max("finished_at"),
+        **{f"queue_{index}": Count("id", filter=Q(queue=name)) for index, name in enumerate(queue_names())},
+    }
+
+
+def _issue(fingerprint: str, figures: dict[str, Any], sample: Job) -> Issue:
+    queues = {
+        name: figures[f"queue_{index}"]
+        for index, name in enumerate(queue_names())
+        if figures[f"queue_{index}"]
+    }
+    if other := figures["count"] - sum(queues.values()):
+        queues["other"] = other
+    return Issue(
+        fingerprint=fingerprint,
+        count=figures["count"],
+        queues=queues,
+        first_seen=figures["first_seen"],
+        last_seen=figures["last_seen"],
+        sample=sample,
+    )
+
+
+def issue_retry_preview(fingerprint: str) -> tuple[int, int]:
+    """How many of an issue's jobs a retry would publish, and how many it would refuse: those whose
+    arguments were not kept (services.jobs_retry)."""
+    counts = issue_jobs(fingerprint).aggregate(
+        retryable=Count("id", filter=Q(args_truncated=False)),
+        refused=Count("id", filter=Q(args_truncated=True)),
+    )
+    return counts["retryable"], counts["refused"]
 
 
 def workers_report(timeout: float = REPORT_TIMEOUT) -> list[WorkerInfo]:

@@ -1,4 +1,5 @@
-"""Writes: the operator's verbs (retry, forget, flush, clear, pause, resume, scale), each audited."""
+"""Writes: the operator's verbs (retry, forget, flush, clear, pause, resume, scale), each audited; retry and
+forget also for a whole issue."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from broker import queues as broker_queues
-from jobs import selectors
+from jobs import issues, selectors
 from jobs.history import RETRY_OF_HEADER, JobEvent, job_events_write, recorder
 from jobs.models import AuditEntry, Job
 from metrics.store import tally_write
@@ -130,6 +131,32 @@ def jobs_forget(*, jobs: QuerySet[Job], user: Any = None, description: str = "")
     deleted, _ = jobs.filter(state=Job.State.FAILED).delete()
     audit_record(action="forget", user=user, target=description, count=deleted)
     return deleted
+
+
+def issue_check(fingerprint: str) -> str:
+    """An issue with jobs left in the failed list, or OperationRefused saying what is wrong."""
+    if not issues.FINGERPRINT.fullmatch(fingerprint):
+        raise OperationRefused(
+            f"{fingerprint!r} is not an issue's fingerprint: {issues.DIGEST_LENGTH} hex digits, as `jobs issues` "
+            "shows them"
+        )
+    if not selectors.issue_jobs(fingerprint).exists():
+        raise OperationRefused(f"issue {fingerprint} has no job left in the failed list: see `jobs issues`")
+    return fingerprint
+
+
+def issue_retry(*, fingerprint: str, user: Any = None, limit: int | None = None) -> RetryResult:
+    """Every job of an issue published again, through jobs_retry (which refuses those whose arguments
+    were not kept, and audits)."""
+    issue_check(fingerprint)
+    return jobs_retry(
+        jobs=selectors.issue_jobs(fingerprint), user=user, description=f"issue {fingerprint}", limit=limit
+    )
+
+
+def issue_forget(*, fingerprint: str, user: Any = None) -> int:
+    issue_check(fingerprint)
+    return jobs_forget(jobs=selectors.issue_jobs(fingerprint), user=user, description=f"issue {fingerprint}")
 
 
 def jobs_flush(*, older_than: timedelta | None = None, user: Any = None) -> int:

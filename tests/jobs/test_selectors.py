@@ -190,3 +190,52 @@ def test_a_late_entry_is_a_warning_in_jobs_health_with_its_reason(app_broker, mo
         180.0,
     )
     assert data["reasons"] == [f"schedule probe: beat silent: {late['reason']}"]
+
+
+# --- Issues: the failed jobs grouped by fingerprint (jobs/issues.py) ------------------------------------
+def test_one_task_failing_three_ways_makes_three_issues_with_their_counts() -> None:
+    from jobs import services
+    from tests.jobs.conftest import failure
+
+    start = timezone.now() - timedelta(hours=1)
+    for n, queue in enumerate(("high", "high", "default", "high")):
+        failure(f"lost-{n}", LookupError(f"image {1000 + n * 37} not found"), queue=queue,
+                finished_at=start + timedelta(minutes=n))  # fmt: skip
+    for n in range(3):
+        try:
+            services.duration_parse(f"{n}0 minutes")  # raised in Kiln's code, with its frame
+        except services.OperationRefused as error:
+            failure(f"refused-{n}", error, finished_at=start + timedelta(minutes=10 + n))
+    for n in range(2):
+        failure(f"slow-{n}", TimeoutError(f"time limit exceeded after {120 + n} s"),
+                finished_at=start + timedelta(minutes=5 + n))  # fmt: skip
+    failure("handled", LookupError("image 1 not found"), finished_at=start + timedelta(minutes=30))
+    Job.objects.filter(task_id="handled").update(retried_at=timezone.now())  # left the failed list
+
+    found = selectors.issues()
+    assert [(issue.title, issue.count) for issue in found] == [
+        ("OperationRefused: '<value>' is not a duration: use a number and s, m, h or d (<n>, <n>)", 3),
+        ("TimeoutError: time limit exceeded after <n> s", 2),
+        ("LookupError: image <n> not found", 4),
+    ], "the one seen last first"
+    refused, _slow, lost = found
+    assert lost.queues == {"high": 3, "default": 1}
+    assert (lost.first_seen, lost.last_seen) == (start, start + timedelta(minutes=3))
+    assert lost.sample.task_id == "lost-3", "the latest"
+    assert {job.fingerprint for job in Job.objects.filter(task_id__startswith="lost-")} == {lost.fingerprint}
+    assert refused.sample.task_name == "thumbnails.generate"
+    assert selectors.issue(refused.fingerprint).sample.traceback.count("jobs/services.py") == 1
+    assert selectors.issue("0" * 12) is None
+
+
+def test_an_issue_leaves_the_list_when_its_jobs_are_dealt_with() -> None:
+    from tests.jobs.conftest import failure
+
+    first = failure("a", ValueError("not an image"))
+    failure("b", ValueError("not an image"))
+    Job.objects.filter(task_id="a").update(retried_at=timezone.now())
+    (issue,) = selectors.issues()
+    assert (issue.count, issue.sample.task_id) == (1, "b")
+    Job.objects.filter(task_id="b").delete()
+    assert selectors.issues() == []
+    assert selectors.issue(first.fingerprint) is None

@@ -163,3 +163,47 @@ def test_durations_read_as_operators_write_them(text: str, expected: timedelta) 
 def test_a_duration_without_a_unit_is_refused_saying_how_to_write_one() -> None:
     with pytest.raises(services.OperationRefused, match="use a number and s, m, h or d"):
         services.duration_parse("90")
+
+
+def test_retrying_an_issue_publishes_its_jobs_refuses_those_without_arguments_and_is_audited(
+    app_broker, admin_user
+) -> None:
+    from jobs import selectors
+    from tests.jobs.conftest import failure
+
+    issue = failure("i-0", LookupError("image 10 not found")).fingerprint
+    for n in range(1, 4):
+        failure(f"i-{n}", LookupError(f"image {n}1 not found"), queue="default")
+    failure("i-big", LookupError("image 99 not found"), args=[], args_truncated=True)
+    other = failure("other", ValueError("not an image"))
+    assert selectors.issue_retry_preview(issue) == (4, 1)
+    result = services.issue_retry(fingerprint=issue, user=admin_user)
+    assert (len(result.retried), len(result.refused)) == (4, 1)
+    assert (app_broker.client().llen("high"), app_broker.client().llen("default")) == (1, 3)
+    assert selectors.issue_retry_preview(issue) == (0, 1)
+    other.refresh_from_db()
+    assert other.retried_at is None, "another issue's job is left alone"
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.target, entry.count, entry.user) == ("retry", f"issue {issue}", 4, admin_user)
+
+
+def test_forgetting_an_issue_deletes_its_failed_jobs_only_and_is_audited() -> None:
+    from tests.jobs.conftest import failure
+
+    issue = failure("i-0", LookupError("image 10 not found")).fingerprint
+    failure("i-1", LookupError("image 11 not found"))
+    failure("other", ValueError("not an image"))
+    assert services.issue_forget(fingerprint=issue) == 2
+    assert list(Job.objects.values_list("task_id", flat=True)) == ["other"]
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.target, entry.count) == ("forget", f"issue {issue}", 2)
+
+
+@pytest.mark.parametrize(
+    ("fingerprint", "message"),
+    [("0123456789ab", "issue 0123456789ab has no job left"), ("x'; --", "is not an issue's fingerprint")],
+)
+def test_an_unknown_or_malformed_issue_is_refused(fingerprint: str, message: str) -> None:
+    with pytest.raises(services.OperationRefused, match=message):
+        services.issue_forget(fingerprint=fingerprint)
+    assert not AuditEntry.objects.exists()
