@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -11,6 +12,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from broker import queues as broker_queues
+from config.formatting import moment_words
 from jobs import selectors, services
 from jobs.models import Job
 from jobs.rejections import Rejections
@@ -51,13 +53,19 @@ class Command(BaseCommand):
         failed.add_argument("--limit", type=int, default=50)
         failed.add_argument("--traceback", action="store_true", help="print each traceback")
 
+        issues = sub.add_parser("issues", help="Failed jobs grouped by how and where they failed.")
+        issues.add_argument("--json", action="store_true")
+        issues.add_argument("--limit", type=int, default=selectors.ISSUES_LIMIT)
+
         retry = sub.add_parser("retry", help="Publish failed jobs again, with their arguments and queue.")
         retry.add_argument("ids", nargs="*", type=int, metavar="ID")
         retry.add_argument("--all", action="store_true", help="every failed job")
+        retry.add_argument("--issue", metavar="FINGERPRINT", help="every job of one issue (`jobs issues`)")
         self._job_filters(retry)
 
         forget = sub.add_parser("forget", help="Delete failed jobs' records.")
-        forget.add_argument("ids", nargs="+", type=int, metavar="ID")
+        forget.add_argument("ids", nargs="*", type=int, metavar="ID")
+        forget.add_argument("--issue", metavar="FINGERPRINT", help="every job of one issue (`jobs issues`)")
 
         flush = sub.add_parser("flush", help="Delete every failed job's record (or the older ones).")
         flush.add_argument("--older-than", metavar="DURATION", help="e.g. 7d, 12h")
@@ -176,6 +184,22 @@ class Command(BaseCommand):
         if not jobs:
             self.stdout.write("no failed jobs")
 
+    def issues(self, json: bool, limit: int, **options: Any) -> None:
+        found = selectors.issues(limit=limit)
+        if json:
+            self.stdout.write(_dumps([_issue_as_dict(issue) for issue in found]))
+            return
+        if not found:
+            self.stdout.write("no failed jobs")
+            return
+        self.stdout.write(f"{'issue':<12} {'jobs':>6}  {'task':<36} {'title':<60}  last seen")
+        for issue in found:
+            title = issue.title if len(issue.title) <= 60 else issue.title[:59] + "…"
+            self.stdout.write(
+                f"{issue.fingerprint:<12} {issue.count:>6}  {issue.sample.task_name:<36} {title:<60}  "
+                f"{_moment(issue.last_seen)}"
+            )
+
     def alerts(self, quiet: bool = False, **options: Any) -> None:
         from jobs.alerts import alerts_check
         from jobs.models import Alert
@@ -195,20 +219,27 @@ class Command(BaseCommand):
         self.stdout.write(alert_rules(Thresholds.from_settings(), pools=selectors.queue_names()), ending="")
 
     # --- writes ---------------------------------------------------------------------------------------
-    def retry(self, ids: list[int], all: bool, **options: Any) -> None:
+    def retry(self, ids: list[int], all: bool, issue: str | None, **options: Any) -> None:
         filters = {key: options.get(key) for key in ("queue", "task", "error", "since")}
-        if not ids and not all and not any(filters.values()):
-            raise CommandError("name jobs to retry: IDs, --all, --queue, --task, --error or --since")
-        jobs = self._filtered(**filters)
-        if ids:
-            jobs = jobs.filter(id__in=ids)
-        description = (
-            " ".join(
-                [*(str(i) for i in ids), *(f"--{key}={value}" for key, value in filters.items() if value)]
+        if issue is not None:
+            if ids or all or any(filters.values()):
+                raise CommandError("--issue names the jobs to retry on its own: no IDs, --all or filters")
+            result = services.issue_retry(fingerprint=issue)
+        else:
+            if not ids and not all and not any(filters.values()):
+                raise CommandError(
+                    "name jobs to retry: IDs, --all, --issue, --queue, --task, --error or --since"
+                )
+            jobs = self._filtered(**filters)
+            if ids:
+                jobs = jobs.filter(id__in=ids)
+            description = (
+                " ".join(
+                    [*(str(i) for i in ids), *(f"--{key}={value}" for key, value in filters.items() if value)]
+                )
+                or "--all"
             )
-            or "--all"
-        )
-        result = services.jobs_retry(jobs=jobs, description=description)
+            result = services.jobs_retry(jobs=jobs, description=description)
         for old, new in result.retried:
             self.stdout.write(f"retried job {old} as {new}")
         for job_id, reason in result.refused:
@@ -217,8 +248,15 @@ class Command(BaseCommand):
         if result.refused:
             sys.exit(1)
 
-    def forget(self, ids: list[int], **options: Any) -> None:
-        count = services.jobs_forget(jobs=Job.objects.filter(id__in=ids), description=" ".join(map(str, ids)))
+    def forget(self, ids: list[int], issue: str | None, **options: Any) -> None:
+        if bool(ids) == (issue is not None):
+            raise CommandError("name the jobs to forget: IDs, or --issue FINGERPRINT")
+        if issue is not None:
+            count = services.issue_forget(fingerprint=issue)
+        else:
+            count = services.jobs_forget(
+                jobs=Job.objects.filter(id__in=ids), description=" ".join(map(str, ids))
+            )
         self.stdout.write(f"{count} failed job(s) forgotten")
 
     def flush(self, older_than: str | None, **options: Any) -> None:
@@ -268,6 +306,24 @@ class Command(BaseCommand):
         if since:
             jobs = jobs.filter(finished_at__gte=timezone.now() - services.duration_parse(since))
         return jobs
+
+
+def _moment(moment: datetime | None) -> str:
+    return moment_words(timezone.localtime(moment)) if moment else "-"
+
+
+def _issue_as_dict(issue: selectors.Issue) -> dict[str, Any]:
+    return {
+        "fingerprint": issue.fingerprint,
+        "count": issue.count,
+        "task": issue.sample.task_name,
+        "exception_type": issue.sample.exception_type,
+        "title": issue.title,
+        "queues": issue.queues,
+        "first_seen": issue.first_seen.isoformat() if issue.first_seen else None,
+        "last_seen": issue.last_seen.isoformat() if issue.last_seen else None,
+        "latest_job": issue.sample.id,
+    }
 
 
 def _kinds(counts: dict[str, int]) -> str:
