@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from jobs import dashboard, views
+from jobs import dashboard, issue_views, views
 
 app_name = "jobs"
 
@@ -19,4 +19,9 @@ urlpatterns = [
     path("jobs/flower-auth/", views.flower_auth, name="flower-auth"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
+    # Any text is taken as a fingerprint here: the views answer 404 for one that is not, never a 500.
+    path("admin/jobs/issues/", issue_views.issue_list, name="issues"),
+    path("admin/jobs/issues/<str:fingerprint>/", issue_views.issue_detail, name="issue"),
+    path("admin/jobs/issues/<str:fingerprint>/retry/", issue_views.issue_retry, name="issue-retry"),
+    path("admin/jobs/issues/<str:fingerprint>/forget/", issue_views.issue_forget, name="issue-forget"),
 ]
