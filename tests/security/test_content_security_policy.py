@@ -32,6 +32,7 @@ def test_html_pages_have_a_nonce_policy_and_every_inline_script_and_style_carrie
         "/admin/",
         "/admin/jobs/dashboard/",
         "/admin/jobs/schedules/",
+        "/admin/jobs/issues/",
     ]
     for page in pages:
         response = client.get(page)
