@@ -16,7 +16,9 @@ import re
 
 # Kiln's own packages (docs/architecture.md): a frame in one of these is Kiln's code; anything else (the
 # standard library, site-packages, tests) is someone else's.
-PACKAGES = frozenset({"accounts", "blueprint", "broker", "config", "jobs", "purge", "reports", "thumbnails"})
+PACKAGES = frozenset(
+    {"accounts", "blueprint", "broker", "config", "jobs", "metrics", "purge", "reports", "thumbnails"}
+)
 # The checkout these packages live in. A traceback is formatted by the process that raised it, which runs
 # this checkout, so its frames' files start with this directory; the part after it is what the
 # fingerprint keeps, the same on every host and after the checkout moves.
