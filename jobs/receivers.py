@@ -14,6 +14,7 @@ from celery import signals
 from broker.queues import PUBLISHED_HEADER
 from broker.signals import ParkedJob, job_parked
 from jobs.history import (
+    HOSTNAME,
     RETRY_OF_HEADER,
     UNKNOWN_ATTEMPT,
     JobEvent,
@@ -25,6 +26,8 @@ from jobs.history import (
 )
 from jobs.models import Job
 from jobs.services import audit_record
+from metrics.store import tally_write
+from metrics.tally import Tally
 
 
 def record_published(
@@ -219,7 +222,14 @@ def record_parked(sender: Any = None, job: ParkedJob | None = None, **kwargs: An
         exception_message=f"parked: the worker holding it died {job.deaths} times",
     )
     job_events_write([event])
-    recorder.count("failed", event)
+    # Counted now too, in this process: recovery runs only now and then, and a writer thread started for one
+    # count would keep a database connection open for nothing.
+    counted = Tally()
+    counted.job_counted(
+        "failed", at=event.finished_at or now(), queue=job.queue, task_name=job.task_name,
+        hostname=HOSTNAME, exception=event.exception_type,
+    )  # fmt: skip
+    tally_write(counted)
     return True
 
 

@@ -142,7 +142,10 @@ def _row_add(point: Point, measure: str, label: str, total: float, highest: floa
 
 
 def task_known(task_name: str) -> bool:
-    """Whether any job of `task_name` was ever counted (all-time rows are never trimmed)."""
+    """Whether any job of `task_name` was ever counted (all-time rows are never trimmed). A name no task can
+    have (a NUL, which PostgreSQL refuses in a query) is simply unknown."""
+    if not task_name or "\x00" in task_name or len(task_name) > 200:
+        return False
     return Tally.objects.filter(span=TOTAL, task_name=task_name).exclude(task_name="").exists()
 
 

@@ -43,6 +43,16 @@ def no_job_history_in_the_test_process() -> None:
     receivers.disconnect()
 
 
+@pytest.fixture(autouse=True)
+def no_writer_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests that use a history recorder flush it themselves: a writer thread racing them would write
+    first and keep a database connection open after the test (PostgreSQL then refuses to drop the test
+    database). The processes the tests start keep their threads."""
+    from jobs.history import Recorder
+
+    monkeypatch.setattr(Recorder, "_ensure_thread", lambda self: None)
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A private redis-server on a free port for the whole run; each test starts from an empty db."""
