@@ -3,9 +3,11 @@ dashboard, /metrics and the alert check alike."""
 
 from __future__ import annotations
 
+import operator
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import reduce
 from typing import Any
 
 from celery import current_app
@@ -16,6 +18,7 @@ from kombu.exceptions import OperationalError
 
 from broker import queues as broker_queues
 from jobs import health
+from jobs.arguments import argument_patterns
 from jobs.health import QueueState
 from jobs.models import Job
 from jobs.rejections import Rejections, rejections_as_dict, rejections_read
@@ -56,6 +59,41 @@ def queue_names() -> list[str]:
 def failed_jobs() -> QuerySet[Job]:
     """Failed jobs an operator still has to deal with: not retried (a retry links a new job) or forgotten."""
     return Job.objects.filter(state=Job.State.FAILED, retried_at__isnull=True)
+
+
+def jobs_search(
+    *,
+    task: str | None = None,
+    state: str | None = None,
+    queue: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    argument: str | None = None,
+) -> QuerySet[Job]:
+    """The job history, newest first, narrowed by whatever is given: the task, state and queue exactly,
+    published at or after `since` and before `until`, and an argument by whole value (jobs/arguments.py):
+    12 finds [12], ["12"] and {"image_id": 12}, never [123] or [412]."""
+    jobs = Job.objects.order_by("-id")
+    if task:
+        jobs = jobs.filter(task_name=task)
+    if state:
+        jobs = jobs.filter(state=state)
+    if queue:
+        jobs = jobs.filter(queue=queue)
+    if since is not None:
+        jobs = jobs.filter(published_at__gte=since)
+    if until is not None:
+        jobs = jobs.filter(published_at__lt=until)
+    if argument is not None and argument.strip():
+        jobs = jobs.filter(argument_matches(argument))
+    return jobs
+
+
+def argument_matches(value: str) -> Q:
+    """Jobs with `value` among their arguments' values."""
+    return reduce(
+        operator.or_, (Q(argument_values__contains=pattern) for pattern in argument_patterns(value))
+    )
 
 
 def workers_report(timeout: float = REPORT_TIMEOUT) -> list[WorkerInfo]:
