@@ -90,7 +90,7 @@ def test_a_nul_in_the_search_is_refused_by_the_admin_with_a_200(admin_client, jo
 
 def test_the_filters_combine_task_state_queue_and_time(admin_client, jobs) -> None:
     recorded("other-task", task_name="purge.tasks.purge_run", queue="default", state=Job.State.FAILED)
-    assert listed(admin_client, f"{JOBS}?task_name={RENDITION}&state__exact=failed") == ["failed"]
+    assert listed(admin_client, f"{JOBS}?task_name={RENDITION}&state=failed") == ["failed"]
     assert listed(admin_client, f"{JOBS}?queue=default") == ["other-task"]
     assert "old" not in listed(admin_client, f"{JOBS}?published=24h")
     assert listed(admin_client, f"{JOBS}?published=7d&q=5") == ["old"]
@@ -132,4 +132,19 @@ def test_past_the_count_limit_the_list_says_more_than(admin_client, jobs, monkey
     assert "more than 3 jobs" not in page
     page = admin_client.get(JOBS).content.decode()
     assert "more than 3 jobs: narrow them with the filters or a search" in page
-    assert "Select all matching jobs (more than 3)" in page
+    assert "objects across all pages" not in page  # the rows on the page can be selected, not all
+    for number in range(4):
+        recorded(f"ninety-nine-{number}", args=[99])
+    page = admin_client.get(f"{JOBS}?q=99").content.decode()
+    assert "more than 3 results" in page
+    assert "more than 3 jobs" in page
+
+
+def test_within_a_time_filter_the_newest_by_publish_time_comes_first(admin_client) -> None:
+    recorded("published-later", ago=timedelta(minutes=1))
+    recorded("published-earlier", ago=timedelta(minutes=5))
+    assert listed(admin_client, JOBS) == ["published-earlier", "published-later"]
+    assert listed(admin_client, f"{JOBS}?published=1h&state=succeeded") == [
+        "published-later",
+        "published-earlier",
+    ]
