@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, close_old_connections, connection, transaction
 
 from jobs import issues
+from jobs.arguments import argument_values
 from jobs.models import Job
 from metrics.store import tally_write
 from metrics.tally import Tally
@@ -275,10 +276,10 @@ HOSTNAME = socket.gethostname()
 
 
 _UPSERT = """
-INSERT INTO jobs_job (task_id, task_name, queue, args, kwargs, args_truncated, state, progress, attempts,
-    worker, published_at, started_at, finished_at, exception_type, exception_message, traceback,
-    fingerprint, retry_of_id, retried_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+INSERT INTO jobs_job (task_id, task_name, queue, args, kwargs, argument_values, args_truncated, state,
+    progress, attempts, worker, published_at, started_at, finished_at, exception_type, exception_message,
+    traceback, fingerprint, retry_of_id, retried_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
     (SELECT id FROM jobs_job WHERE id = %s), NULL)
 ON CONFLICT (task_id) DO UPDATE SET
     task_name = CASE WHEN jobs_job.task_name = '' THEN excluded.task_name ELSE jobs_job.task_name END,
@@ -322,6 +323,8 @@ def _row(event: JobEvent) -> tuple:
         event.queue[:100],
         ops.adapt_json_value(event.args, None),
         ops.adapt_json_value(event.kwargs, None),
+        # Like args, kept from the first record written: the upsert never updates them.
+        argument_values(event.args, event.kwargs),
         event.args_truncated,
         event.state,
         event.progress,

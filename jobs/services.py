@@ -37,7 +37,29 @@ def duration_parse(text: str) -> timedelta:
     match = _DURATION.match(text or "")
     if not match:
         raise OperationRefused(f"{text!r} is not a duration: use a number and s, m, h or d (90m, 7d)")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise OperationRefused(f"{text!r} is longer than any history") from None
+
+
+def moment_parse(text: str, *, now: datetime | None = None) -> datetime:
+    """A moment as an operator writes it: a duration ago (90m, 2h, 7d) or a date or time in ISO form
+    (2026-12-03, 2026-12-03T14:00, 2026-12-03 14:00+01:00), in the site's time zone unless it says."""
+    text = (text or "").strip()
+    now = now or timezone.now()
+    if _DURATION.match(text):
+        try:
+            return now - duration_parse(text)
+        except OverflowError:
+            raise OperationRefused(f"{text!r} is longer than any history") from None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise OperationRefused(
+            f"{text!r} is neither a duration (90m, 2h, 7d) nor a date or time (2026-12-03, 2026-12-03T14:00)"
+        ) from None
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
 
 
 def actor_of(user: AbstractBaseUser | AnonymousUser | None) -> str:

@@ -141,6 +141,21 @@ def _row_add(point: Point, measure: str, label: str, total: float, highest: floa
         point.buckets[kind][index] = point.buckets[kind].get(index, 0.0) + total
 
 
+def task_names() -> list[str]:
+    """Every task ever counted, by name, from the all-time rows (a few per task and host): what the job
+    history's task filter offers, where a DISTINCT over a million jobs would cost a second."""
+    names = Tally.objects.filter(span=TOTAL).exclude(task_name="").values_list("task_name", flat=True)
+    return list(names.order_by("task_name").distinct())
+
+
+def exception_types() -> list[str]:
+    """Every exception type a job ever failed with, from the all-time rows of failures."""
+    labels = (
+        Tally.objects.filter(span=TOTAL, measure="failed").exclude(label="").values_list("label", flat=True)
+    )
+    return list(labels.order_by("label").distinct())
+
+
 def task_known(task_name: str) -> bool:
     """Whether any job of `task_name` was ever counted (all-time rows are never trimmed). A name no task can
     have (a NUL, which PostgreSQL refuses in a query) is simply unknown."""

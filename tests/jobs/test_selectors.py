@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -239,3 +239,132 @@ def test_an_issue_leaves_the_list_when_its_jobs_are_dealt_with() -> None:
     Job.objects.filter(task_id="b").delete()
     assert selectors.issues() == []
     assert selectors.issue(first.fingerprint) is None
+
+
+# --- jobs_search ----------------------------------------------------------------------------------------
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def recorded(task_id: str, *, args=(), kwargs=None, ago: timedelta = timedelta(0), **fields) -> Job:
+    values = {
+        "task_name": "thumbnails.tasks.rendition_generate",
+        "queue": "high",
+        "state": "succeeded",
+        "published_at": T0 - ago,
+    }
+    values.update(fields)
+    return Job.objects.create(task_id=task_id, args=list(args), kwargs=kwargs or {}, **values)
+
+
+def found(**filters) -> list[str]:
+    return list(selectors.jobs_search(**filters).values_list("task_id", flat=True))
+
+
+def test_an_argument_is_found_by_its_whole_value_in_args_or_kwargs() -> None:
+    recorded("number", args=[12])
+    recorded("string", args=["12"])
+    recorded("keyword", kwargs={"image_id": 12, "force": True})
+    recorded("in-a-list", kwargs={"image_ids": [7, 12]})
+    recorded("longer", args=[123])
+    recorded("ends-alike", args=[412])
+    recorded("inside-text", kwargs={"note": "a 12 b", "report_id": 5})
+    recorded("as-a-key", kwargs={"12": "x"})
+    assert found(argument="12") == ["in-a-list", "keyword", "string", "number"]
+    assert found(argument='"12"') == ["string"]
+    assert found(argument="a 12 b") == ["inside-text"]
+    assert found(argument="true") == ["keyword"]
+    assert found(argument="1") == []
+
+
+def test_text_arguments_match_whatever_their_case() -> None:
+    recorded("photo", args=["Photo-7.JPG"])
+    assert found(argument="photo-7.jpg") == ["photo"]
+
+
+def test_like_wildcards_in_an_argument_are_plain_characters() -> None:
+    recorded("percent", args=["50%"])
+    recorded("other", args=["50x"])
+    assert found(argument="50%") == ["percent"]
+    assert found(argument="5_x") == []
+
+
+def test_the_record_written_by_the_history_is_found_by_its_arguments() -> None:
+    from jobs.history import JobEvent, job_events_write
+
+    job_events_write(
+        [
+            JobEvent(
+                task_id="h", state="queued", attempt=1, task_name="t", queue="high", kwargs={"report_id": 9}
+            )
+        ]
+    )
+    # A later event never changes the arguments recorded first.
+    job_events_write([JobEvent(task_id="h", state="started", attempt=1, args=[10])])
+    assert found(argument="9") == ["h"]
+    assert found(argument="10") == []
+
+
+def test_filters_combine_and_the_newest_job_comes_first() -> None:
+    recorded("old-failed", state="failed", ago=timedelta(hours=5))
+    recorded("failed", state="failed", ago=timedelta(hours=1))
+    recorded("failed-default", state="failed", queue="default", ago=timedelta(hours=1))
+    recorded("succeeded", ago=timedelta(hours=1))
+    recorded("other-task", task_name="purge.tasks.purge_run", state="failed", ago=timedelta(hours=1))
+    assert found(task="thumbnails.tasks.rendition_generate", state="failed", queue="high") == [
+        "failed",
+        "old-failed",
+    ]
+    assert found(state="failed", since=T0 - timedelta(hours=2)) == ["other-task", "failed-default", "failed"]
+
+
+def test_the_time_range_holds_its_start_and_not_its_end() -> None:
+    recorded("at-start", ago=timedelta(hours=2))
+    recorded("inside", ago=timedelta(hours=1, minutes=30))
+    recorded("at-end", ago=timedelta(hours=1))
+    recorded("unpublished", ago=timedelta(0), published_at=None)
+    assert found(since=T0 - timedelta(hours=2), until=T0 - timedelta(hours=1)) == ["inside", "at-start"]
+    assert found(until=T0 - timedelta(hours=1, minutes=30)) == ["at-start"]
+
+
+def test_the_jobs_recorded_before_the_column_existed_are_filled_in() -> None:
+    import importlib
+
+    from django.db import connection
+
+    migration = importlib.import_module("jobs.migrations.0006_job_argument_values")
+    recorded("before", args=[12], kwargs={"name": "x"})
+    recorded("no-arguments")
+    Job.objects.update(argument_values="")
+    migration.fill(None, type("SchemaEditor", (), {"connection": connection})())
+    assert dict(Job.objects.values_list("task_id", "argument_values")) == {
+        "before": '\n12\n"x"\n',
+        "no-arguments": "",
+    }
+
+
+def test_the_argument_search_can_read_its_index_on_either_database() -> None:
+    """A canary for the query's shape: the trigram index serves `LIKE` on the bare column, the SQLite index
+    a subquery that needs nothing but the column (an icontains, an UPPER() or a cast would lose them)."""
+    from django.db import connection
+
+    recorded("one", args=[12])
+    jobs = Job.objects.filter(selectors.argument_matches("12"))
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # A table this small is read whole (or along its primary key) otherwise.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_indexscan = off")
+            assert "jobs_job_argument_values_trgm" in jobs.explain()
+    else:
+        assert "COVERING INDEX jobs_job_argument_values" in jobs.explain()
+
+
+def test_a_time_range_is_read_through_its_index_on_sqlite_whatever_else_is_asked() -> None:
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL chooses by its statistics")
+    jobs = selectors.jobs_search(task="t", state="succeeded", queue="high", since=T0, until=T0)
+    plan = jobs.explain()
+    assert "jobs_job_published_at" in plan
+    assert "USE TEMP B-TREE" not in plan  # the index gives the order too

@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from broker import queues as broker_queues
+from config import formatting
 from config.formatting import moment_words
 from jobs import selectors, services
 from jobs.models import Job
@@ -56,6 +57,25 @@ class Command(BaseCommand):
         issues = sub.add_parser("issues", help="Failed jobs grouped by how and where they failed.")
         issues.add_argument("--json", action="store_true")
         issues.add_argument("--limit", type=int, default=selectors.ISSUES_LIMIT)
+        search = sub.add_parser(
+            "search", help="The job history by task, state, queue, time and argument value, newest first."
+        )
+        search.add_argument("--task", help="task name, e.g. thumbnails.tasks.rendition_generate")
+        search.add_argument("--state", help=f"one of {', '.join(Job.State.values)}")
+        search.add_argument("--queue")
+        search.add_argument(
+            "--since", metavar="WHEN", help="published at or after: 30m, 2h, 7d ago, or 2026-12-03[T14:00]"
+        )
+        search.add_argument("--until", metavar="WHEN", help="published before: the same forms")
+        search.add_argument(
+            "--arg",
+            dest="argument",
+            metavar="VALUE",
+            help='a whole argument value: 12 finds [12], ["12"] and {"image_id": 12}, never [123]; '
+            "'\"12\"' the string only",
+        )
+        search.add_argument("--limit", type=int, default=50, help="at most this many, newest first (50)")
+        search.add_argument("--json", action="store_true")
 
         retry = sub.add_parser("retry", help="Publish failed jobs again, with their arguments and queue.")
         retry.add_argument("ids", nargs="*", type=int, metavar="ID")
@@ -199,6 +219,55 @@ class Command(BaseCommand):
                 f"{issue.fingerprint:<12} {issue.count:>6}  {issue.sample.task_name:<36} {title:<60}  "
                 f"{_moment(issue.last_seen)}"
             )
+
+    def search(
+        self,
+        task: str | None,
+        state: str | None,
+        queue: str | None,
+        since: str | None,
+        until: str | None,
+        argument: str | None,
+        limit: int,
+        json: bool,
+        **options: Any,
+    ) -> None:
+        if state and state not in Job.State.values:
+            raise CommandError(f"unknown state {state!r}: use one of {', '.join(Job.State.values)}")
+        if limit < 1:
+            raise CommandError("--limit must be 1 or more")
+        now = timezone.now()
+        jobs = list(
+            selectors.jobs_search(
+                task=task,
+                state=state,
+                queue=queue,
+                since=services.moment_parse(since, now=now) if since else None,
+                until=services.moment_parse(until, now=now) if until else None,
+                argument=argument,
+            ).defer("traceback")[:limit]
+        )
+        if json:
+            self.stdout.write(_dumps([_job_as_dict(job) for job in jobs]))
+            return
+        if not jobs:
+            self.stdout.write("no job matches")
+            return
+        self.stdout.write(
+            f"{'id':>9}  {'published':<19}  {'queue':<8} {'state':<9} {'run':>9}  {'task':<36} arguments"
+        )
+        for job in jobs:
+            published = (
+                timezone.localtime(job.published_at).strftime("%Y-%m-%d %H:%M:%S")
+                if job.published_at
+                else "-"
+            )
+            self.stdout.write(
+                f"{job.id:>9}  {published:<19}  {job.queue:<8} {job.state:<9} "
+                f"{formatting.duration(job.run_seconds):>9}  {job.task_name:<36} {_arguments_short(job)}"
+            )
+        if len(jobs) == limit:
+            self.stdout.write(f"the newest {limit} shown: --limit for more, or narrow the search")
 
     def alerts(self, quiet: bool = False, **options: Any) -> None:
         from jobs.alerts import alerts_check
@@ -354,6 +423,44 @@ def _replies(replies: list[dict]) -> str:
                 f"{hostname}: {answer.get('ok') or answer.get('error') if isinstance(answer, dict) else answer}"
             )
     return "; ".join(parts)
+
+
+ARGUMENTS_WIDTH = 60
+
+
+def _arguments_short(job: Job) -> str:
+    """A job's arguments as a call would write them, `734512` or `force=true, image_id=12`, cut to fit a
+    line ("…" says more was there); "-" for none. Keywords sorted: PostgreSQL's jsonb keeps no order."""
+    if job.args_truncated:
+        return "(too large to keep)"
+    parts = [json.dumps(value) for value in job.args or []]
+    parts += [f"{key}={json.dumps(value)}" for key, value in sorted((job.kwargs or {}).items())]
+    text = ", ".join(parts) or "-"
+    return text if len(text) <= ARGUMENTS_WIDTH else text[: ARGUMENTS_WIDTH - 1] + "…"
+
+
+def _job_as_dict(job: Job) -> dict[str, Any]:
+    def moment(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": job.id,
+        "task_id": job.task_id,
+        "task": job.task_name,
+        "queue": job.queue,
+        "state": job.state,
+        "attempts": job.attempts,
+        "worker": job.worker,
+        "published_at": moment(job.published_at),
+        "started_at": moment(job.started_at),
+        "finished_at": moment(job.finished_at),
+        "wait_seconds": job.wait_seconds,
+        "run_seconds": job.run_seconds,
+        "args": job.args,
+        "kwargs": job.kwargs,
+        "args_truncated": job.args_truncated,
+        "exception_type": job.exception_type,
+    }
 
 
 def _dumps(value: Any) -> str:
