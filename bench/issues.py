@@ -16,14 +16,16 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.databases import child_run, scratch_databases  # noqa: E402 - after the path
+
 TARGET_LIST_SECONDS = 1.0
 ISSUES = 40
 BATCH = 5000
@@ -47,7 +49,6 @@ TRACEBACK = (
 
 def child(failed: int) -> None:
     """In a fresh process whose DATABASE_URL names the database: migrate, write, time."""
-    sys.path.insert(0, str(REPO))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
@@ -144,12 +145,6 @@ def child(failed: int) -> None:
         sys.exit(1)
 
 
-def postgres_answers() -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(2)
-        return sock.connect_ex(("127.0.0.1", 5432)) == 0
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -160,22 +155,13 @@ def main() -> int:
     if args.child:
         child(args.failed)
         return 0
-    name = "kiln_bench_issues"
     status = 0
-    with tempfile.TemporaryDirectory(prefix="kiln-bench-issues-") as tmp:
-        databases = [f"sqlite:///{tmp}/db.sqlite3"]
-        if postgres_answers():
-            subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", name], check=True)
-            subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", name], check=True)
-            databases.append(f"postgres://postgres@127.0.0.1:5432/{name}")
-        try:
-            for url in databases:
-                environ = {**os.environ, "DATABASE_URL": url, "DEBUG": "true", "KILN_VAR_DIR": tmp}
-                command = [sys.executable, __file__, "--child", "--failed", str(args.failed)]
-                status |= subprocess.run(command, env=environ).returncode
-        finally:
-            if len(databases) > 1:
-                subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", name])
+    with (
+        tempfile.TemporaryDirectory(prefix="kiln-bench-issues-") as tmp,
+        scratch_databases("kiln_bench_issues", Path(tmp)) as urls,
+    ):
+        for url in urls:
+            status |= child_run(__file__, url, Path(tmp), "--failed", str(args.failed))
     return status
 
 

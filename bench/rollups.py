@@ -17,13 +17,15 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.databases import child_run, scratch_databases  # noqa: E402 - after the path
+
 TASKS = (
     ("high", "thumbnails.tasks.rendition_generate"),
     ("default", "reports.tasks.report_render"),
@@ -33,7 +35,6 @@ TASKS = (
 
 def child(jobs: int, rate: int) -> None:
     """In a fresh process whose DATABASE_URL names the database: migrate, write, measure."""
-    sys.path.insert(0, str(REPO))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
@@ -115,12 +116,6 @@ def child(jobs: int, rate: int) -> None:
     )
 
 
-def postgres_answers() -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(2)
-        return sock.connect_ex(("127.0.0.1", 5432)) == 0
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -132,32 +127,14 @@ def main() -> int:
     if args.child:
         child(args.jobs, args.rate)
         return 0
-    with tempfile.TemporaryDirectory(prefix="kiln-bench-rollups-") as tmp:
-        databases = [f"sqlite:///{tmp}/db.sqlite3"]
-        if postgres_answers():
-            name = "kiln_bench_rollups"
-            subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", name], check=True)
-            subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", name], check=True)
-            databases.append(f"postgres://postgres@127.0.0.1:5432/{name}")
-        try:
-            for url in databases:
-                environ = {**os.environ, "DATABASE_URL": url, "DEBUG": "true", "KILN_VAR_DIR": tmp}
-                command = [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    "--jobs",
-                    str(args.jobs),
-                    "--rate",
-                    str(args.rate),
-                ]
-                subprocess.run(command, env=environ, check=True)
-        finally:
-            if len(databases) > 1:
-                subprocess.run(
-                    ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "kiln_bench_rollups"]
-                )
-    return 0
+    status = 0
+    with (
+        tempfile.TemporaryDirectory(prefix="kiln-bench-rollups-") as tmp,
+        scratch_databases("kiln_bench_rollups", Path(tmp)) as urls,
+    ):
+        for url in urls:
+            status |= child_run(__file__, url, Path(tmp), "--jobs", str(args.jobs), "--rate", str(args.rate))
+    return status
 
 
 if __name__ == "__main__":
