@@ -240,9 +240,14 @@ def argument_matches(value: str) -> Q:
 
 
 def workers_report(timeout: float = REPORT_TIMEOUT) -> list[WorkerInfo]:
+    # The transport's own errors too: Redis closing the connection while the replies are read raises
+    # redis' ConnectionError, which is no OSError; the page or scrape then says "broker unreachable"
+    # instead of failing with a 500.
+    with current_app.connection_for_read() as connection:
+        lost = (OSError, OperationalError, *connection.connection_errors, *connection.channel_errors)
     try:
         replies = current_app.control.broadcast("kiln_report", reply=True, timeout=timeout) or []
-    except (OSError, OperationalError) as error:
+    except lost as error:
         raise broker_queues.BrokerUnavailable(str(error)) from error
     workers = []
     for reply in replies:

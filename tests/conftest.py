@@ -44,6 +44,20 @@ def no_job_history_in_the_test_process() -> None:
 
 
 @pytest.fixture(autouse=True)
+def no_cached_broker_connections() -> None:
+    """Each test starts with Kiln's app as Celery's current app (a test that made an app of its own made that
+    one current), pointing at no broker, and holding no connection an earlier test made to a live Redis
+    (the app caches pools made from the URL it first saw; a test that only patched the URL leaves them).
+    The files of the suite share processes in no fixed order."""
+    from config.celery import app
+
+    app.set_current()
+    app.conf.broker_url = NO_BROKER
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture(autouse=True)
 def no_writer_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     """The tests that use a history recorder flush it themselves: a writer thread racing them would write
     first and keep a database connection open after the test (PostgreSQL then refuses to drop the test
