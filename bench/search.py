@@ -1,6 +1,6 @@
 """Is the job history searched fast on 1,000,000 rows, in the admin and on the command line?
 
-Seeds N jobs (default 1,000,000) like a busy week of Kiln: six tasks on both queues, mostly succeeded,
+Seeds N jobs (default 1,000,000) like a busy week of Kiln: five tasks on both queues, mostly succeeded,
 2.5 % failed with a traceback, a few revoked, cleared, retrying or still running; arguments like
 [image_id] with ids up to 1,000,000, {"image_id": N, "force": true} and {"report_id": N, "format": "pdf"};
 and the metrics' all-time rows the admin's filters read. On SQLite (a scratch file) and on PostgreSQL

@@ -47,8 +47,8 @@ SEARCH_HELP = (
 )
 _TASK_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
-# The states whose records carry an error: the error search reads these through the state index instead
-# of every succeeded job's empty message.
+# The states whose records may carry an error (a queued or started job keeps its last attempt's): the
+# error search reads these through the state index instead of every succeeded job's empty message.
 _ERROR_STATES = (
     Job.State.FAILED,
     Job.State.RETRYING,

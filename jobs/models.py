@@ -33,9 +33,9 @@ class Job(models.Model):
     # True when args/kwargs were larger than KILN_JOB_ARGS_MAX_BYTES and were not kept: such a job
     # cannot be retried from its record.
     args_truncated = models.BooleanField(default=False)
-    # Every value of args and kwargs for the argument search (jobs/arguments.py), written with them. On
-    # PostgreSQL a trigram index (pg_trgm, migration 0006) finds a value among a million rows in
-    # milliseconds; SQLite reads the column of every row.
+    # Every value of args and kwargs for the argument search (jobs/arguments.py), written with them.
+    # Migration 0006 indexes it: on PostgreSQL with trigrams (pg_trgm), which find a value among a million
+    # jobs in milliseconds; on SQLite with a plain index, which the search reads instead of the table.
     argument_values = models.TextField(blank=True, default="", editable=False)
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED, db_index=True)
     # Orders the events of one task that arrive from different processes (publisher, worker) in any
