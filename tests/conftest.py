@@ -11,6 +11,14 @@ from tests.support.stack import ADMIN_PASSWORD, Stack, running_stack
 NO_BROKER = "redis+socket:///nonexistent/kiln-tests-have-no-broker.sock"
 
 
+def app_connections_forget() -> None:
+    """Kiln's app caches a connection pool and a producer pool made from the URL it first saw."""
+    from config.celery import app
+
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_default_broker() -> None:
     """What this process publishes without naming a broker goes nowhere: never to the embedded Redis of a
@@ -53,8 +61,7 @@ def no_cached_broker_connections() -> None:
 
     app.set_current()
     app.conf.broker_url = NO_BROKER
-    app._pool = None
-    app.amqp._producer_pool = None
+    app_connections_forget()
 
 
 @pytest.fixture(autouse=True)
@@ -108,38 +115,15 @@ def media_root(settings, tmp_path):
 
 
 @pytest.fixture
-def no_broker() -> Iterator[None]:
-    """Kiln's Celery app in this process points at a socket nobody listens on, with no connection cached
-    from an earlier test (the files of the suite share processes in no fixed order)."""
-    from config.celery import app
-
-    previous = app.conf.broker_url
-    app.conf.broker_url = NO_BROKER
-    app._pool = None
-    app.amqp._producer_pool = None
-    try:
-        yield
-    finally:
-        app.conf.broker_url = previous
-        app._pool = None
-        app.amqp._producer_pool = None
-
-
-@pytest.fixture
 def app_broker(broker: RedisServer) -> Iterator[RedisServer]:
     """Kiln's Celery app in this process talks to the private test Redis (reads, control broadcasts)."""
     from config.celery import app
 
-    def forget_connections() -> None:
-        # The app caches a connection pool and a producer pool made from the URL it first saw.
-        app._pool = None
-        app.amqp._producer_pool = None
-
     previous = app.conf.broker_url
     app.conf.broker_url = broker.url
-    forget_connections()
+    app_connections_forget()
     try:
         yield broker
     finally:
         app.conf.broker_url = previous
-        forget_connections()
+        app_connections_forget()

@@ -67,8 +67,8 @@ def test_a_job_whose_arguments_were_not_kept_is_refused_with_the_reason(app_brok
     assert app_broker.client().llen("high") == 0
 
 
-def test_with_the_broker_down_a_retry_is_refused_and_the_job_stays_failed(no_broker) -> None:
-    job = failed("old-1")
+def test_with_the_broker_down_a_retry_is_refused_and_the_job_stays_failed() -> None:
+    job = failed("old-1")  # each test starts with no broker (tests/conftest.py)
     result = services.jobs_retry(jobs=Job.objects.filter(pk=job.pk))
     assert result.retried == []
     assert result.refused[0][1].startswith("broker unreachable")
