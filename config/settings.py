@@ -31,6 +31,7 @@ from config.env import (
 )
 from config.queues import QueueSpec, celery_queues, celery_routes, longest_time_limit, queues_check
 from config.secrets import mask
+from media.location import media_location, storage_setting
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 _env = os.environ
@@ -220,6 +221,14 @@ STATICFILES_DIRS = [BASE_DIR / "config" / "static"]
 STATIC_ROOT = env_path(_env, "STATIC_ROOT", KILN_VAR_DIR / "static")
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env_path(_env, "MEDIA_ROOT", KILN_VAR_DIR / "media")
+# Where originals and renditions live: unset, files under MEDIA_ROOT (one host); s3://bucket/prefix?endpoint=…
+# an S3 bucket shared by every host (media/location.py), with its keys in KILN_S3_ACCESS_KEY_ID and
+# KILN_S3_SECRET_ACCESS_KEY. Originals stay private; renditions are shown through signed URLs.
+KILN_MEDIA_LOCATION = media_location(env_str(_env, "KILN_MEDIA_STORAGE", ""))
+STORAGES = {
+    "default": storage_setting(KILN_MEDIA_LOCATION, _env),
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 
 # --- Behind nginx (deploy/nginx/kiln.conf) ------------------------------------------------------------
 # nginx always overwrites X-Forwarded-Proto with the scheme the client used, and gunicorn listens on
@@ -259,7 +268,8 @@ CONTENT_SECURITY_POLICY = {
         "script-src": [SELF, NONCE],
         "style-src": [SELF, NONCE],
         "style-src-attr": [UNSAFE_INLINE],
-        "img-src": [SELF, "data:"],
+        # Renditions on an object store come from its signed URLs.
+        "img-src": [SELF, "data:", *KILN_MEDIA_LOCATION.url_origins()],
         "object-src": [NONE],
         "base-uri": [NONE],
         "frame-ancestors": [NONE],
@@ -319,6 +329,9 @@ KILN_PENDING_REDISPATCH_MINUTES = env_int(_env, "KILN_PENDING_REDISPATCH_MINUTES
 KILN_PENDING_SWEEP_SECONDS = env_int(_env, "KILN_PENDING_SWEEP_SECONDS", 60, minimum=1, maximum=3600)
 # Transient failures (storage, database) retry after these delays, then the job fails for good.
 KILN_THUMBNAIL_RETRY_DELAYS = (10, 30, 60)
+# A purge run whose media store fails carries on from its cursor after these delays, then fails with the
+# reason (and can be resumed from there: `manage.py purge resume RUN`).
+KILN_PURGE_RETRY_DELAYS = (10, 30, 60)
 
 # --- Purges -----------------------------------------------------------------------------------------
 # A purge task works this long, then hands the rest of its run to a follow-up task: well inside the

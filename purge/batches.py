@@ -4,17 +4,15 @@ a dry run). Each batch is its own short transaction; nothing here loads more tha
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from django.db import connections
 from django.db.models import Model, QuerySet
 from django.db.models.deletion import get_candidate_relations_to_delete
 from django.db.models.signals import post_delete, pre_delete
 
+from media import store
 from purge import registry
 
 
@@ -113,79 +111,29 @@ def _has_delete_relations(model: type[Model]) -> bool:
     )
 
 
-def media_files(
-    root: Path, prefix: str, after: str, exclude: tuple[str, ...] = ()
-) -> Iterator[tuple[str, os.DirEntry]]:
-    """Regular files under root/prefix in a stable order, as (storage name, entry), strictly after `after`,
-    outside the folders in `exclude` (storage names of folders that another target owns).
-
-    Symbolic links are neither followed nor yielded: one may point outside MEDIA_ROOT, and a purge removes only
-    what lies inside it. Directories that sort wholly before the cursor are not even opened.
-    """
-    base = root / prefix if prefix else root
-    after_parts = tuple(after.split("/")) if after else ()
-    prefix_parts = tuple(Path(prefix).parts) if prefix else ()
-    excluded = {tuple(Path(folder).parts) for folder in exclude}
-
-    def walk(directory: str, parts: tuple[str, ...]) -> Iterator[tuple[str, os.DirEntry]]:
-        try:
-            with os.scandir(directory) as iterator:
-                entries = sorted(iterator, key=lambda entry: entry.name)
-        except FileNotFoundError:
-            return
-        for entry in entries:
-            path = (*parts, entry.name)
-            if entry.is_symlink() or path in excluded:
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                if after_parts and path < after_parts[: len(path)]:
-                    continue
-                yield from walk(entry.path, path)
-            elif entry.is_file(follow_symlinks=False):
-                if after_parts and path <= after_parts:
-                    continue
-                yield "/".join(path), entry
-
-    if base.is_symlink() or not base.is_dir():
-        return
-    yield from walk(str(base), prefix_parts)
-
-
 def file_batch(
-    target: registry.FileTarget, *, root: Path, cutoff: datetime, cursor: str, size: int, dry_run: bool
+    target: registry.FileTarget, *, cutoff: datetime, cursor: str, size: int, dry_run: bool
 ) -> Batch:
-    """The next `size` files after `cursor`: those older than `cutoff` that no row references go."""
-    root = root.resolve()
-    cutoff_ts = cutoff.timestamp()
-    scanned: list[tuple[str, os.DirEntry]] = []
-    for item in media_files(root, target.prefix, cursor, registry.prefixes_owned_elsewhere(target)):
-        scanned.append(item)
-        if len(scanned) == size:
-            break
+    """The next `size` files after `cursor`, in the media store (MEDIA_ROOT or the bucket's prefix): those
+    older than `cutoff` (a file's modification time, an object's LastModified) that no row references go.
+
+    Dry run and real run decide alike; a real run deletes an object store's files in batched requests. A
+    redelivered batch lists again from the same cursor, so what an earlier delivery removed is neither removed
+    nor counted twice.
+    """
+    scanned = store.scan(target.prefix, cursor, registry.prefixes_owned_elsewhere(target), size)
     if not scanned:
         return Batch(examined=0, removed=0, removed_bytes=0, cursor=cursor, done=True)
-    old = {name: entry for name, entry in scanned if entry.stat(follow_symlinks=False).st_mtime < cutoff_ts}
+    cutoff_ts = cutoff.timestamp()
+    old = {entry.name: entry for entry in scanned if entry.modified < cutoff_ts}
     keep = registry.referenced(list(old)) if old else set()
-    removed = removed_bytes = 0
-    for name, entry in old.items():
-        if name in keep:
-            continue
-        path = Path(entry.path)
-        if not path.resolve().is_relative_to(root):
-            continue  # a parent directory swapped for a link since the scan: never leave MEDIA_ROOT
-        size_bytes = entry.stat(follow_symlinks=False).st_size
-        if not dry_run:
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                continue  # removed by an earlier delivery of this run: not counted twice
-        removed += 1
-        removed_bytes += size_bytes
+    doomed = [name for name in old if name not in keep]
+    gone = set(doomed) if dry_run else store.remove(doomed)
     return Batch(
         examined=len(scanned),
-        removed=removed,
-        removed_bytes=removed_bytes,
-        cursor=scanned[-1][0],
+        removed=len(gone),
+        removed_bytes=sum(old[name].size for name in gone),
+        cursor=scanned[-1].name,
         done=len(scanned) < size,
         covered=len(scanned),
     )

@@ -78,6 +78,10 @@ class PurgeRun(models.Model):
     scope_estimated = models.BooleanField(default=False, help_text="the scope is the last run's count")
     covered = models.PositiveBigIntegerField(default=0, help_text="keys or files covered so far")
     tasks = models.PositiveIntegerField(default=0, help_text="tasks that worked on this run (continuations)")
+    failures = models.PositiveIntegerField(
+        default=0,
+        help_text="attempts in a row that the media store or the database failed (retried with backoff)",
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

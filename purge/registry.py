@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.apps import apps
+from django.conf import settings
 from django.db.models import Model, Q
 
 
@@ -91,7 +92,9 @@ def prefixes_owned_elsewhere(target: FileTarget) -> tuple[str, ...]:
 def file_scope(target: FileTarget) -> str:
     """Where a file target looks, in words: "under MEDIA_ROOT/renditions/", or "under MEDIA_ROOT except
     originals/, renditions/"."""
-    where = f"under MEDIA_ROOT/{target.prefix}/" if target.prefix else "under MEDIA_ROOT"
+    location = settings.KILN_MEDIA_LOCATION
+    root = "MEDIA_ROOT" if location.kind == "filesystem" else location.describe().split(" at ")[0].rstrip("/")
+    where = f"under {root}/{target.prefix}/" if target.prefix else f"under {root}"
     excluded = prefixes_owned_elsewhere(target)
     if excluded:
         where += " except " + ", ".join(f"{prefix}/" for prefix in excluded)

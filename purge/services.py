@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 
 from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
@@ -18,6 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from media.store import StorageUnavailable
 from purge import batches, registry
 from purge.models import PurgeBatch, PurgeRun, RetentionPolicy
 from purge.signals import purge_run_requested
@@ -45,6 +45,14 @@ class RunOutcome(enum.Enum):
     SKIPPED = "skipped"  # another run of the policy was running when this one was to start
     CONTINUE = "continue"  # not finished: its time budget was spent, or it lost its lock; carry on now
     WAIT = "wait"  # half done, and another run holds the policy's lock: carry on after LOCKED_RETRY_SECONDS
+    RETRY = "retry"  # the media store or the database failed: carry on from the cursor after a backoff
+
+
+def retry_delay(run_id: int) -> int:
+    """The backoff before a run's next attempt, after its `failures`-th transient failure in a row."""
+    failures = PurgeRun.objects.values_list("failures", flat=True).get(pk=run_id)
+    delays = settings.KILN_PURGE_RETRY_DELAYS
+    return delays[min(failures, len(delays)) - 1]
 
 
 def policies_install() -> int:
@@ -160,10 +168,46 @@ def purge_run_execute(*, run_id: int, budget_seconds: float | None = None) -> Ru
         # The batch in flight rolled back; everything committed before it stands.
         logger.warning("purge run #%s lost its lock (%s): to be carried on", run_id, exc)
         return RunOutcome.CONTINUE
+    except OSError as exc:  # the media store (StorageUnavailable) or the filesystem: transient
+        # The batch in flight rolled back (files it deleted from a store are gone and are not listed again);
+        # everything committed before it stands, and the cursor says where to carry on.
+        return _transient_failure(run_id, policy.pk, exc)
     except Exception as exc:
         _finish(run_id, PurgeRun.State.FAILED, f"{type(exc).__name__}: {exc}")
         _lock_release(policy.pk, run_id)
         raise
+
+
+def _transient_failure(run_id: int, policy_id: int, exc: BaseException) -> RunOutcome:
+    delays = settings.KILN_PURGE_RETRY_DELAYS
+    failures = PurgeRun.objects.values_list("failures", flat=True).get(pk=run_id) + 1
+    reason = str(exc) if isinstance(exc, StorageUnavailable) else f"{type(exc).__name__}: {exc}"
+    if failures <= len(delays):
+        PurgeRun.objects.filter(pk=run_id).update(
+            failures=failures,
+            error=f"attempt {failures} failed, trying again in {delays[failures - 1]} s: {reason}",
+        )
+        logger.warning("purge run #%s: %s; retrying in %s s", run_id, reason, delays[failures - 1])
+        return RunOutcome.RETRY
+    PurgeRun.objects.filter(pk=run_id).update(failures=failures)
+    _finish(
+        run_id,
+        PurgeRun.State.FAILED,
+        f"{reason} (gave up after {failures} attempts; resume the run to carry on from where it stopped)",
+    )
+    _lock_release(policy_id, run_id)
+    return RunOutcome.FAILED
+
+
+def purge_run_resume(*, run: PurgeRun) -> bool:
+    """Carry a failed run on from its cursor, with its cutoff and its counts so far. False when the run is not
+    one that failed after it started (a queued, running, finished or skipped run has nothing to resume)."""
+    resumed = PurgeRun.objects.filter(
+        pk=run.pk, state=PurgeRun.State.FAILED, started_at__isnull=False
+    ).update(state=PurgeRun.State.RUNNING, failures=0, error="", finished_at=None)
+    if resumed:
+        transaction.on_commit(lambda: purge_run_enqueue(run_id=run.pk))
+    return bool(resumed)
 
 
 def _work(run: PurgeRun, target: registry.Target, budget: float) -> RunOutcome:
@@ -228,6 +272,9 @@ def _batch_record(run_id: int, batch: batches.Batch, *, seconds: float) -> None:
         "removed_bytes": F("removed_bytes") + batch.removed_bytes,
         "batches": F("batches") + counted,
         "covered": F("covered") + batch.covered,
+        # A batch went through: the store is back, the next failure starts its backoff afresh.
+        "failures": 0,
+        "error": "",
     }
     if batch.scope is not None:
         changes.update(scope=batch.scope, scope_estimated=False)
@@ -297,7 +344,6 @@ def _next_batch(target: registry.Target, run: PurgeRun, cursor: str) -> batches.
         return batches.row_batch(target, cutoff=run.cutoff, cursor=cursor, size=size, dry_run=run.dry_run)
     return batches.file_batch(
         target,
-        root=Path(settings.MEDIA_ROOT),
         cutoff=run.cutoff,
         cursor=cursor,
         size=size,

@@ -27,6 +27,8 @@ def purge_run_task(run_id: int) -> str:
         services.purge_run_enqueue(run_id=run_id)
     elif outcome is services.RunOutcome.WAIT:
         services.purge_run_enqueue(run_id=run_id, countdown=services.LOCKED_RETRY_SECONDS)
+    elif outcome is services.RunOutcome.RETRY:
+        services.purge_run_enqueue(run_id=run_id, countdown=services.retry_delay(run_id))
     return outcome.value
 
 

@@ -158,7 +158,8 @@ def report_upload(request: HttpRequest, pk: int) -> HttpResponse:
             if exc.retry_after is not None:
                 left = len(files) - position - 1
                 if left:
-                    messages.error(request, f"{left} more file(s) not uploaded: the same limit applies.")
+                    why = "the same limit applies" if exc.status == 429 else "try them again in a minute"
+                    messages.error(request, f"{left} more file(s) not uploaded: {why}.")
                 break
         else:
             created.append(image.pk)

@@ -6,6 +6,7 @@ import pytest
 
 from tests.support.broker import Probe, empty_broker
 from tests.support.processes import RedisServer, start_redis
+from tests.support.s3 import S3Server, start_s3
 from tests.support.stack import ADMIN_PASSWORD, Stack, running_stack
 
 NO_BROKER = "redis+socket:///nonexistent/kiln-tests-have-no-broker.sock"
@@ -112,6 +113,33 @@ def media_root(settings, tmp_path):
     """A private MEDIA_ROOT: default_storage follows the setting (Django resets it on change)."""
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[S3Server]:
+    """One real S3 server (SeaweedFS) per test process, started when a test first asks for it."""
+    server = start_s3(tmp_path_factory.mktemp("s3"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_media(settings, s3_server: S3Server, request) -> S3Server:
+    """Media on the test S3 server, under a prefix of this test's own: default_storage follows STORAGES."""
+    import re
+    import secrets
+
+    from media.location import media_location, storage_setting
+
+    prefix = "t-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40] + "-" + secrets.token_hex(3)
+    environ = s3_server.environment(prefix)
+    settings.KILN_MEDIA_LOCATION = media_location(environ["KILN_MEDIA_STORAGE"])
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": storage_setting(settings.KILN_MEDIA_LOCATION, environ),
+    }
+    s3_server.prefix = prefix
+    return s3_server
 
 
 @pytest.fixture

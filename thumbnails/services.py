@@ -10,12 +10,12 @@ from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from media.store import StorageUnavailable
 from thumbnails import imaging, storage
 from thumbnails.models import Image, InputRejection, Rendition
 
@@ -179,11 +179,20 @@ def image_create(
         digest.update(chunk)
     content_hash = digest.hexdigest()
     name = storage.original_name(content_hash)
-    if storage.exists(name):  # an identical upload is stored once
-        storage.touch(name)
-    else:
-        upload.seek(0)
-        storage.write_atomic(name, upload.chunks())
+    try:
+        if storage.exists(name):  # an identical upload is stored once
+            storage.touch(name)
+        else:
+            upload.seek(0)
+            storage.write_atomic(name, upload.chunks())
+    except StorageUnavailable as exc:
+        # Nothing was stored: an object store writes a key whole or not at all, and no row exists yet.
+        logger.error("upload %r refused: %s", original_name[:100], exc)
+        raise UploadRejected(
+            "the file store is unavailable right now; nothing was saved, please try again in a minute",
+            status=503,
+            retry_after=60,
+        ) from None
     with transaction.atomic():
         image = Image.objects.create(
             original=name,
@@ -310,7 +319,7 @@ def rendition_generate(*, image_id: int, force: bool = False) -> str:
     if not force and (copied := _copy_from_twin(image)) is not None:
         return Image.Status.READY if copied else "gone"
 
-    with default_storage.open(image.original, "rb") as source:
+    with storage.open_file(image.original) as source:
         try:
             result = imaging.render_image(
                 source,
@@ -390,6 +399,9 @@ def _copy_from_twin(image: Image) -> bool | None:
         format=twin.format, width=twin.width, height=twin.height, exif=twin.exif, animated=twin.animated
     )
     rows = [(r.name, r.spec_key, r.file, r.width, r.height, r.byte_size) for r in twin.renditions.all()]
+    for row in rows:
+        # Referenced by one more row now: restart the files' grace period, as a re-upload does for its original.
+        storage.touch(row[2])
     return _save_result(image, facts, rows)
 
 

@@ -1,4 +1,4 @@
-"""`manage.py purge plan|run`: retention policies from the shell."""
+"""`manage.py purge plan|run|resume`: retention policies from the shell."""
 
 from __future__ import annotations
 
@@ -24,8 +24,27 @@ class Command(BaseCommand):
         run.add_argument("--wait", action="store_true", help="wait for the runs to finish and print them")
         run.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits at most (3600)")
 
+        resume = sub.add_parser("resume", help="Carry a failed run on from where it stopped (its cursor).")
+        resume.add_argument("run_id", type=int, metavar="RUN", help="the run's number")
+        resume.add_argument("--wait", action="store_true", help="wait for the run to finish and print it")
+        resume.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits at most (3600)")
+
     def handle(self, *args, action: str, **options) -> None:
-        {"plan": self.plan, "run": self.run}[action](**options)
+        {"plan": self.plan, "run": self.run, "resume": self.resume}[action](**options)
+
+    def resume(self, run_id: int, wait: bool, timeout: float, **options) -> None:
+        run = PurgeRun.objects.filter(pk=run_id).select_related("policy").first()
+        if run is None:
+            raise CommandError(f"no purge run #{run_id}")
+        with transaction.atomic():
+            resumed = services.purge_run_resume(run=run)
+        if not resumed:
+            raise CommandError(
+                f"{run} is {run.state}: only a run that failed after it started can be resumed"
+            )
+        self.stdout.write(f"resumed {run} from {run.cursor or 'its start'}, {run.examined} examined so far")
+        if wait:
+            self.wait([run], timeout)
 
     def plan(self, **options) -> None:
         for policy in RetentionPolicy.objects.all():
