@@ -169,6 +169,7 @@ def system_health(
     failed: int,
     thresholds: Thresholds,
     schedules: Sequence[ScheduleState] = (),
+    media_problem: str = "",
 ) -> SystemHealth:
     queue_results = tuple(queue_health(queue, thresholds) for queue in queues)
     reasons = []
@@ -181,6 +182,10 @@ def system_health(
     if not broker_ok:
         levels.append(CRITICAL)
         reasons.append("broker unreachable")
+    if media_problem:
+        # Uploads answer 503 and thumbnail jobs wait in their retries until it is back.
+        levels.append(CRITICAL)
+        reasons.append(media_problem)
     failure = thresholds.failed_level(failed)
     if failure != HEALTHY:
         levels.append(failure)

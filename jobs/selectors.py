@@ -28,6 +28,7 @@ from jobs.issues import message_normalised
 from jobs.models import Job
 from jobs.rejections import Rejections, rejections_as_dict, rejections_read
 from jobs.schedules import Entry, JobFacts, ScheduleState, schedule_state
+from media import store as media_store
 
 REPORT_TIMEOUT = 1.0
 # The latest jobs of a beat entry read to judge it: enough to follow a queue that stopped taking an
@@ -395,7 +396,12 @@ def snapshot(*, report_timeout: float = REPORT_TIMEOUT) -> Snapshot:
     thresholds = health.Thresholds.from_settings()
     schedules = schedule_states()
     result = health.system_health(
-        queues, broker_ok=broker_ok, failed=failed, thresholds=thresholds, schedules=schedules
+        queues,
+        broker_ok=broker_ok,
+        failed=failed,
+        thresholds=thresholds,
+        schedules=schedules,
+        media_problem=media_store.problem(deep=False),
     )
     pools: dict[str, list[WorkerInfo]] = {}
     for worker in workers:

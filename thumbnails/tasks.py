@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.signals import worker_ready
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from media import store as media_store
 from thumbnails import imaging, services
+
+logger = logging.getLogger(__name__)
 
 # Storage trouble and a lost database connection pass; a corrupt file (failed by the service at once) and a
 # bad value (DataError, IntegrityError: the same on every attempt) do not.
 TRANSIENT_ERRORS = (OSError, OperationalError, InterfaceError)
+
+
+@worker_ready.connect
+def media_store_check(sender=None, **kwargs) -> None:
+    """At a worker's start, say in its log (an error, with the reason) when the media store cannot be used: its
+    thumbnail jobs would otherwise only retry and fail."""
+    problem = media_store.problem()
+    if problem:
+        logger.error("KILN_MEDIA_STORAGE: %s; thumbnail jobs retry until it is fixed", problem)
 
 
 class RenditionTask(Task):

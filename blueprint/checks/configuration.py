@@ -36,6 +36,16 @@ def check_settings(settings: Any) -> Iterator[Finding]:
     elif len(secret) < 50 or len(set(secret)) < 5:
         yield Finding("settings", "SECRET_KEY", "fewer than 50 characters or 5 distinct ones")
     yield from check_visibility_timeout(settings)
+    yield from check_media()
+
+
+def check_media() -> Iterator[Finding]:
+    """The media store answers with these keys: a write, a read and a delete of a small object succeed."""
+    from media import store
+
+    problem = store.problem()
+    if problem:
+        yield Finding("settings", "KILN_MEDIA_STORAGE", problem)
 
 
 def check_visibility_timeout(settings: Any) -> Iterator[Finding]:

@@ -86,3 +86,16 @@ def test_django_warnings_are_findings_at_fail_level_warning_and_notes_at_error()
     found, notes = configuration.django_findings(messages, checks.ERROR)
     assert [f.setting for f in found] == ["kiln.E001"]
     assert len(notes) == 2
+
+
+def test_it_reports_a_media_store_that_refuses_its_keys_without_showing_them(settings, s3_media) -> None:
+    from media.location import storage_setting
+
+    settings.DEBUG = False
+    settings.SECRET_KEY = GOOD_SECRET
+    assert not [line for line in settings_findings(settings) if "KILN_MEDIA_STORAGE" in line]
+    environ = {**s3_media.environment(s3_media.prefix), "KILN_S3_ACCESS_KEY_ID": "someone-else"}
+    settings.STORAGES = {**settings.STORAGES, "default": storage_setting(settings.KILN_MEDIA_LOCATION, environ)}
+    [media] = [line for line in settings_findings(settings) if "KILN_MEDIA_STORAGE" in line]
+    assert "refused: it does not know the access key (KILN_S3_ACCESS_KEY_ID)" in media
+    assert s3_media.secret_key not in media

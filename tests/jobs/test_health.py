@@ -79,3 +79,11 @@ def test_the_system_takes_the_worst_of_its_queues_failed_jobs_and_broker() -> No
     result = system_health(one_slow, broker_ok=True, failed=0, thresholds=THRESHOLDS)
     assert result.level == WARNING
     assert any(reason.startswith("high: oldest job waited 61 s") for reason in result.reasons)
+
+
+def test_a_media_store_that_cannot_be_used_is_critical_with_its_reason() -> None:
+    healthy = [figures(), figures(name="default")]
+    problem = "the media store s3://kiln-media/site at http://10.0.0.9:8333 is unreachable: timed out"
+    result = system_health(healthy, broker_ok=True, failed=0, thresholds=THRESHOLDS, media_problem=problem)
+    assert result.level == CRITICAL
+    assert problem in result.reasons

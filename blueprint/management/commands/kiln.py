@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from blueprint import stack
 from blueprint.checks import check_deploy_dir, configuration
+from media import store as media_store
 
 # supervisorctl's exit code for `status` when one or more programs are not running (LSB's "not running").
 SUPERVISORCTL_NOT_RUNNING = 3
@@ -59,9 +60,16 @@ class Command(BaseCommand):
 
     def setup(self, **options) -> None:
         stack.runtime_directories_create()
+        self.media_check()
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Database migrated.")
         self.ensure_superuser()
+
+    def media_check(self) -> None:
+        """Refuse to start on a media store that cannot store anything: the reason, not a 503 on every upload."""
+        problem = media_store.problem()
+        if problem:
+            raise CommandError(f"KILN_MEDIA_STORAGE: {problem}")
 
     def ensure_superuser(self) -> None:
         User = get_user_model()
@@ -97,6 +105,7 @@ class Command(BaseCommand):
                 "Otherwise choose free ports with those variables."
             )
         stack.runtime_directories_create()
+        self.media_check()
         base = f"http://127.0.0.1:{settings.KILN_PORT}"
         self.stdout.write(
             "Starting Kiln under supervisord (Ctrl-C stops everything):\n"
