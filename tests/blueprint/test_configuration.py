@@ -95,7 +95,10 @@ def test_it_reports_a_media_store_that_refuses_its_keys_without_showing_them(set
     settings.SECRET_KEY = GOOD_SECRET
     assert not [line for line in settings_findings(settings) if "KILN_MEDIA_STORAGE" in line]
     environ = {**s3_media.environment(s3_media.prefix), "KILN_S3_ACCESS_KEY_ID": "someone-else"}
-    settings.STORAGES = {**settings.STORAGES, "default": storage_setting(settings.KILN_MEDIA_LOCATION, environ)}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": storage_setting(settings.KILN_MEDIA_LOCATION, environ),
+    }
     [media] = [line for line in settings_findings(settings) if "KILN_MEDIA_STORAGE" in line]
     assert "refused: it does not know the access key (KILN_S3_ACCESS_KEY_ID)" in media
     assert s3_media.secret_key not in media
