@@ -107,6 +107,7 @@ class SystemHealth:
     failed: int
     queues: tuple[QueueHealth, ...]
     reasons: tuple[str, ...] = field(default=())
+    media_problem: str = ""  # why the media store cannot be used, or ""
 
     @property
     def healthy(self) -> bool:
@@ -194,4 +195,4 @@ def system_health(
         )
     for result in queue_results:
         reasons.extend(f"{result.name}: {reason}" for reason in result.reasons)
-    return SystemHealth(worst(levels), broker_ok, failed, queue_results, tuple(reasons))
+    return SystemHealth(worst(levels), broker_ok, failed, queue_results, tuple(reasons), media_problem)

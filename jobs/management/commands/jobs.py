@@ -176,6 +176,8 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {queue.name}: {queue.level}, {queue.worker_status}{reasons}")
             if not result.broker_ok:
                 self.stdout.write("  broker: unreachable")
+            if result.media_problem:
+                self.stdout.write(f"  media: critical, {result.media_problem}")
             for schedule in snap.schedules:
                 if schedule.late:
                     self.stdout.write(f"  schedule {schedule.name}: warning, {schedule.reason}")
