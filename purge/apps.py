@@ -13,10 +13,14 @@ class PurgeConfig(AppConfig):
             registry.FileTarget(
                 key="orphan_media",
                 # The catch-all: folders that other apps' file targets own are theirs alone (registry.py).
-                label="Unreferenced files in MEDIA_ROOT that no other policy covers",
+                label="Unreferenced media files that no other policy covers",
                 prefix="",
                 default_days=1,  # the grace period: an upload in flight is never touched
-                former_labels=("Orphaned files under MEDIA_ROOT",),
+                # MEDIA_ROOT is not where media lives on an S3 bucket.
+                former_labels=(
+                    "Orphaned files under MEDIA_ROOT",
+                    "Unreferenced files in MEDIA_ROOT that no other policy covers",
+                ),
             )
         )
         post_migrate.connect(install_defaults, sender=self)
