@@ -14,13 +14,18 @@ makes up for it:
     was. Here the lock holder waits for the command to end, and exits with its status.
   - If the lock holder is SIGKILLed (the OOM killer, an operator), the command outlived it, scheduling
     without a lock. Here the command runs with a parent-death signal: TERM when the lock holder dies.
+  - A leader that stops left its lock to expire: a restart, or a rolling one, left every host without beat
+    for the lock time. Here a leader that stops gives its lock up, if it still holds it.
   - A Redis that fails under a running leader raised out of its loop. Here the leader stops the command and
     exits 1 (its manager starts it again); at start it waits for Redis instead of exiting, so supervisord
     does not give the program up (FATAL) during an outage longer than its start retries.
 
 What of single-beat this relies on, checked by tests/blueprint/test_elect.py at every upgrade:
   singlebeat.beat.Config (REDIS_SERVER, REDIS_SENTINEL, rewrite_redis_url, get_async_redis_client),
-  singlebeat.beat.Process (its constructor taking the argv, run(), sprocess), singlebeat.beat.logger.
+  singlebeat.beat.Process (its constructor taking the argv, run(), sprocess, child_exit_cb, fence_token,
+  identifier, process_pid(), _periodic_callback_running), singlebeat.beat.config (HOST_IDENTIFIER,
+  get_redis()) and the lock's key and value (SINGLE_BEAT_<identifier>, "<fence>:<host>:<pid>"),
+  singlebeat.beat.logger.
 """
 
 from __future__ import annotations
@@ -102,7 +107,28 @@ async def lead(beat: Any, argv: list[str]) -> int:
     code = await process.sprocess.wait()
     # The command's last lines, up to a moment (a grandchild may hold the pipe open).
     await asyncio.wait({ended}, timeout=5)
+    if not status:
+        lock_release(beat, process)
     return status or code
+
+
+# Delete the lock only if it is still the value this leader last wrote: never another leader's.
+RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def lock_release(beat: Any, process: Any) -> None:
+    """A leader that stops gives its lock up, so another host (or this one, restarted) takes over within a
+    heartbeat rather than after the lock time. single-beat leaves it to expire."""
+    import redis
+
+    held = f"{process.fence_token}:{beat.config.HOST_IDENTIFIER}:{process.process_pid()}"
+    try:
+        released = beat.config.get_redis().eval(RELEASE, 1, f"SINGLE_BEAT_{process.identifier}", held)
+    except redis.RedisError as error:
+        beat.logger.warning("could not give the lock up (%s): it expires by itself", error)
+        return
+    if released:
+        beat.logger.info("gave the lock up")
 
 
 def async_pubsub(config: Any) -> Any:

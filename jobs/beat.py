@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from jobs import schedules, services
@@ -29,7 +29,10 @@ logger = logging.getLogger(__name__)
 
 
 class SlotClaimingScheduler(DatabaseScheduler):
-    claimed_by = f"{socket.gethostname()}:{os.getpid()}"
+    @property
+    def claimed_by(self) -> str:
+        """The host (as the beat lock names it, KILN_BEAT_HOST) and process of this beat."""
+        return f"{settings.KILN_BEAT_HOST}:{os.getpid()}"
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any) -> Any:
         # `entry` is the one that came due: its last_run_at is the send before this one (beat advances a

@@ -304,8 +304,9 @@ def queues_sample(*, snap: selectors.Snapshot) -> int:
 
 # --- Beat's slots -----------------------------------------------------------------------------------------
 # Claims kept per entry: a beat names at most the slot after the database's last send, so the newest few
-# are all a second beat can collide with; the rest go as new ones come.
-SCHEDULE_SLOTS_KEPT = 20
+# are all a second beat can collide with; the rest go as new ones come (100: a few minutes of a fast entry
+# stay readable).
+SCHEDULE_SLOTS_KEPT = 100
 
 
 def schedule_slot_claim(*, name: str, slot: datetime, claimed_by: str) -> bool:

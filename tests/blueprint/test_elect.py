@@ -49,6 +49,9 @@ def test_single_beat_still_has_what_the_runner_relies_on() -> None:
         "self.child_exit_cb = self.proc_exit_cb",
         "self._periodic_callback_running = False",
         "logger = logging.getLogger(__name__)",
+        "def process_pid(self):",
+        '"SINGLE_BEAT_{identifier}".format(identifier=self.identifier)',
+        '"{}:{}:{}".format(\n                    self.fence_token, config.HOST_IDENTIFIER, self.process_pid()\n                ),',
     ):
         assert member in source, member
     assert inspect.signature(elect.async_pubsub).parameters.keys() == {"config"}
