@@ -44,6 +44,30 @@ def supervisor_environment() -> dict[str, str]:
     }
 
 
+def redis_py_url(url: str) -> str:
+    """REDIS_URL as redis-py reads it: kombu's `redis+socket:///path` is redis-py's `unix:///path`."""
+    if url.startswith("redis+socket://"):
+        return "unix://" + url.removeprefix("redis+socket://")
+    return url
+
+
+def election_environment() -> dict[str, str]:
+    """single-beat's variables (what `kiln elect` runs with), from Kiln's settings: one lock per
+    installation in its Redis, renewed every heartbeat, written with this host's name."""
+    return {
+        "SINGLE_BEAT_REDIS_SERVER": redis_py_url(settings.REDIS_URL),
+        "SINGLE_BEAT_IDENTIFIER": settings.KILN_BEAT_LOCK_NAME,
+        "SINGLE_BEAT_LOCK_TIME": str(settings.KILN_BEAT_LOCK_SECONDS),
+        "SINGLE_BEAT_HEARTBEAT_INTERVAL": str(settings.KILN_BEAT_HEARTBEAT_SECONDS),
+        "SINGLE_BEAT_HOST_IDENTIFIER": settings.KILN_BEAT_HOST,
+        # Wait for the lock and take over when it expires (`supervised` would exit and leave it to the
+        # process manager, which gives up after its start retries).
+        "SINGLE_BEAT_WAIT_MODE": "heartbeat",
+        # Taking the lock, losing it, a failing Redis: in the program's log.
+        "SINGLE_BEAT_LOG_LEVEL": "info",
+    }
+
+
 def supervisor_password() -> str:
     """The password dev.conf's supervisord and supervisorctl share, made once per run directory (0600)."""
     path = settings.KILN_RUN_DIR / "supervisor.secret"

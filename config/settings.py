@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import socket
 import urllib.parse
 import zoneinfo
 from datetime import timedelta
@@ -516,11 +517,31 @@ CELERY_TASK_TRACK_STARTED = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler, which claims each entry's slot in the database before it sends it
+# (jobs/beat.py): no slot runs twice, even from two beats at once.
+CELERY_BEAT_SCHEDULER = "jobs.beat:SlotClaimingScheduler"
 # Beat writes an entry's last_run_at as it sends the task, not up to 3 minutes later (Celery's sync_every):
 # the schedule watch reads it as the proof that beat sent the run (jobs/schedules.py). One small UPDATE per
 # run sent.
 CELERY_BEAT_SYNC_EVERY = 1
+# Beat runs on every web host; a leader lock in Redis elects the one that schedules (`manage.py kiln elect`,
+# single-beat). The leader renews the lock every KILN_BEAT_HEARTBEAT_SECONDS; when it dies, its lock expires
+# KILN_BEAT_LOCK_SECONDS after the last renewal and the next host to try takes over (within a heartbeat, plus
+# beat's start). A leader that just took the lock holds it twice the lock time before its first renewal, so the
+# worst takeover is 2 * 20 + 5 s plus beat's start, under a minute; a shorter lock trades that for more
+# Redis writes and less patience with a slow host.
+KILN_BEAT_LOCK_SECONDS = env_int(_env, "KILN_BEAT_LOCK_SECONDS", 20, minimum=2, maximum=3600)
+KILN_BEAT_HEARTBEAT_SECONDS = env_int(_env, "KILN_BEAT_HEARTBEAT_SECONDS", 5, minimum=1)
+if KILN_BEAT_HEARTBEAT_SECONDS >= KILN_BEAT_LOCK_SECONDS / 2:
+    # single-beat refuses it too: a lock renewed less than twice per lifetime expires under a live leader.
+    raise ImproperlyConfigured(
+        f"KILN_BEAT_HEARTBEAT_SECONDS must be below half of KILN_BEAT_LOCK_SECONDS ({KILN_BEAT_LOCK_SECONDS}), "
+        f"got {KILN_BEAT_HEARTBEAT_SECONDS}"
+    )
+# The lock's Redis key is SINGLE_BEAT_<name>: installations sharing one Redis database need different names.
+KILN_BEAT_LOCK_NAME = env_str(_env, "KILN_BEAT_LOCK_NAME", "kiln-beat")
+# Written into the lock, so `redis-cli get SINGLE_BEAT_kiln-beat` says which host leads.
+KILN_BEAT_HOST = env_str(_env, "KILN_BEAT_HOST", socket.gethostname())
 # Fixed periodic tasks, declared here once: django-celery-beat writes them to its tables at every beat start
 # (an edit in the admin lasts until then). The nightly purge is not here: its time is the admin's to move,
 # so purge/ installs it once, after migrate, and never overwrites it.

@@ -153,6 +153,24 @@ class Alert(models.Model):
         return self.key
 
 
+class ScheduleSlot(models.Model):
+    """One run of a beat entry, claimed by the beat that sends it (jobs/beat.py): the unique (name, slot)
+    lets a second beat (an election's overlap, a beat started by hand) send no slot that was sent."""
+
+    name = models.CharField(max_length=200)  # the PeriodicTask's name
+    slot = models.DateTimeField()
+    claimed_at = models.DateTimeField(auto_now_add=True)
+    claimed_by = models.CharField(max_length=200)  # host and pid of the beat
+    task_id = models.CharField(max_length=255, blank=True)  # set once sent; the Job's task_id
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "slot"], name="schedule_slot_once")]
+        ordering = ["name", "-slot"]
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.slot:%Y-%m-%d %H:%M:%S}"
+
+
 class FailedJob(Job):
     """The failed-jobs list of the admin: the same rows, filtered there."""
 

@@ -117,6 +117,27 @@ def slot_after(schedule: celery_schedules.BaseSchedule, moment: datetime) -> dat
     return (_EPOCH + at_epoch.remaining_estimate(moment)).astimezone(UTC)
 
 
+def send_slot(schedule: celery_schedules.BaseSchedule, last_sent_at: datetime) -> datetime:
+    """The slot a send serves, the same whichever beat sends it: the key of its claim (jobs/beat.py).
+
+    A crontab's or a one-off's slot is exact: the first after the last send. An interval's is the first
+    after the last send rounded down to the interval's grid (counted from the Unix epoch in UTC): two beats
+    each keep their own last send, a few milliseconds apart, and would otherwise never name one slot alike;
+    one beat's successive sends are an interval or more apart, so they never share a grid point. A beat
+    that takes over from the database's last send (its predecessor died between sending and saving it)
+    names the slot its predecessor sent."""
+    if isinstance(schedule, clocked):
+        return schedule.clocked_time.astimezone(UTC)
+    slot = slot_after(schedule, last_sent_at)
+    if isinstance(schedule, celery_schedules.crontab) or not hasattr(schedule, "run_every"):
+        return slot
+    every = schedule.run_every.total_seconds()
+    if every <= 0:
+        return slot
+    stamp = slot.timestamp()
+    return datetime.fromtimestamp(stamp - stamp % every, UTC)
+
+
 def interval(schedule: celery_schedules.BaseSchedule, slot: datetime) -> timedelta | None:
     """The time between `slot` and the slot after it; None for a one-off (clocked)."""
     if isinstance(schedule, clocked):

@@ -13,6 +13,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
@@ -20,7 +21,7 @@ from kombu.exceptions import OperationalError
 from broker import queues as broker_queues
 from jobs import issues, selectors
 from jobs.history import RETRY_OF_HEADER, JobEvent, job_events_write, recorder
-from jobs.models import AuditEntry, Job
+from jobs.models import AuditEntry, Job, ScheduleSlot
 from metrics.store import tally_write
 from metrics.tally import Tally
 
@@ -299,3 +300,33 @@ def queues_sample(*, snap: selectors.Snapshot) -> int:
             if value is not None:
                 tally.add(measure, at=at, queue=queue.name, task_name="", value=float(value))
     return tally_write(tally)
+
+
+# --- Beat's slots -----------------------------------------------------------------------------------------
+# Claims kept per entry: a beat names at most the slot after the database's last send, so the newest few
+# are all a second beat can collide with; the rest go as new ones come (100: a few minutes of a fast entry
+# stay readable).
+SCHEDULE_SLOTS_KEPT = 100
+
+
+def schedule_slot_claim(*, name: str, slot: datetime, claimed_by: str) -> bool:
+    """Claim one run of a beat entry; False: another beat has claimed (and sent) it."""
+    try:
+        with transaction.atomic():
+            ScheduleSlot.objects.create(name=name, slot=slot, claimed_by=claimed_by)
+    except IntegrityError:
+        return False
+    older = ScheduleSlot.objects.filter(name=name).order_by("-slot").values_list("slot", flat=True)
+    cutoff = list(older[SCHEDULE_SLOTS_KEPT : SCHEDULE_SLOTS_KEPT + 1])
+    if cutoff:
+        ScheduleSlot.objects.filter(name=name, slot__lte=cutoff[0]).delete()
+    return True
+
+
+def schedule_slot_sent(*, name: str, slot: datetime, task_id: str) -> None:
+    ScheduleSlot.objects.filter(name=name, slot=slot).update(task_id=task_id)
+
+
+def schedule_slot_release(*, name: str, slot: datetime) -> None:
+    """Give a claimed slot back: its send failed, so beat (this one or another) may send it again."""
+    ScheduleSlot.objects.filter(name=name, slot=slot, task_id="").delete()

@@ -170,7 +170,7 @@ def systemd_seconds(value: str) -> float:
 def check_programs(programs: list[Program], settings: Any, *, systemd: bool, where: str) -> Iterator[Finding]:
     """The contracts of one set of process files (supervisord's, or systemd's units): every Celery program
     stops without killing a job, each declared queue (KILN_QUEUES) has its own pool as declared, Flower is on
-    loopback, one beat. `where` names the set in a finding that concerns no single file."""
+    loopback, beat under the election, one per host. `where` names the set in a finding that concerns no single file."""
     queues = settings.KILN_QUEUES
     longest = longest_time_limit(queues)
     declared = [queue.name for queue in queues]
@@ -187,7 +187,7 @@ def check_programs(programs: list[Program], settings: Any, *, systemd: bool, whe
                 consumers.setdefault(name, []).append(program)
         if program.role == "flower":
             yield from check_flower(program)
-    yield from check_single_beat(programs)
+    yield from check_beats(programs, systemd=systemd)
     if consumers:  # a set of files that runs workers at all must run a pool for every declared queue
         for queue in queues:
             if queue.name not in consumers:
@@ -375,12 +375,58 @@ def check_flower(program: Program) -> Iterator[Finding]:
         )
 
 
-def check_single_beat(programs: list[Program]) -> Iterator[Finding]:
+def elected(program: Program) -> bool:
+    """Run under `manage.py kiln elect`: only while this host holds the beat lock."""
+    words = program.argv
+    return any(words[index : index + 2] == ["kiln", "elect"] for index in range(len(words)))
+
+
+def check_beats(programs: list[Program], *, systemd: bool) -> Iterator[Finding]:
+    """Beat runs on every web host, each under the election (`kiln elect`), which lets one schedule at a
+    time; on one host, one beat."""
     beats = [p for p in programs if p.runs_beat for _ in range(int(p.options.get("numprocs", "1")))]
+    for program in [p for p in programs if p.runs_beat]:
+        if program.role == "worker":
+            yield Finding(
+                program.file,
+                f"{program.name} command",
+                "a worker with an embedded beat (-B) is never elected: it schedules on every host beside the "
+                "elected beat; run beat as its own program under `manage.py kiln elect`",
+            )
+        elif not elected(program):
+            yield Finding(
+                program.file,
+                f"{program.name} {program.command_key}",
+                "beat not under `manage.py kiln elect -- celery ... beat`: it schedules whether or not its "
+                "host holds the beat lock, beside the elected one",
+            )
+        else:
+            yield from check_beat_stop(program, systemd=systemd)
     if len(beats) > 1:
         names = ", ".join(sorted({p.name for p in beats}))
         yield Finding(
             ", ".join(sorted({p.file for p in beats})),
             "beat",
-            f"{len(beats)} beat processes ({names}): exactly one per installation, or jobs are scheduled twice",
+            f"{len(beats)} beat processes ({names}): one per host; the election picks one across hosts",
+        )
+
+
+def check_beat_stop(program: Program, *, systemd: bool) -> Iterator[Finding]:
+    """TERM to `kiln elect` only: it passes it to beat and waits for beat's stop. Sent to the group too,
+    beat is stopped twice at once, its second TERM interrupting the first's save."""
+    if systemd:
+        kill_mode = program.options.get("KillMode", "control-group")
+        if kill_mode != "mixed":
+            yield Finding(
+                program.file,
+                f"{program.name} KillMode",
+                f"{kill_mode} on beat: use mixed (TERM to `kiln elect` only, which passes it to beat"
+                + ("; control-group sends beat a second TERM)" if kill_mode == "control-group" else ")"),
+            )
+    elif program.options.get("stopasgroup", "false").lower() == "true":
+        yield Finding(
+            program.file,
+            f"{program.name} stopasgroup",
+            "true on beat: TERM reaches beat beside `kiln elect`, which passes it on too; "
+            "use stopasgroup=false and killasgroup=true",
         )

@@ -66,18 +66,52 @@ def test_it_reports_more_than_one_beat_under_supervisord(deploy: Path, settings)
         deploy / "supervisor" / "kiln.conf", "program:beat", "priority=900", "priority=900\nnumprocs=2"
     )
     assert findings(deploy, settings) == [
-        "supervisor/kiln.conf: beat: 2 beat processes ([program:beat]): exactly one per installation, "
-        "or jobs are scheduled twice"
+        "supervisor/kiln.conf: beat: 2 beat processes ([program:beat]): one per host; the election picks one "
+        "across hosts"
     ]
 
 
-def test_a_worker_with_an_embedded_beat_counts_as_a_second_beat(deploy: Path, settings) -> None:
+def test_a_worker_with_an_embedded_beat_is_never_elected(deploy: Path, settings) -> None:
     edit_section(
         deploy / "supervisor" / "kiln.conf", "program:worker-high", "--loglevel=INFO", "--loglevel=INFO -B"
     )
     assert findings(deploy, settings) == [
-        "supervisor/kiln.conf: beat: 2 beat processes ([program:beat], [program:worker-high]): exactly one "
-        "per installation, or jobs are scheduled twice"
+        "supervisor/kiln.conf: [program:worker-high] command: a worker with an embedded beat (-B) is never "
+        "elected: it schedules on every host beside the elected beat; run beat as its own program under "
+        "`manage.py kiln elect`",
+        "supervisor/kiln.conf: beat: 2 beat processes ([program:beat], [program:worker-high]): one per host; "
+        "the election picks one across hosts",
+    ]
+
+
+def test_it_reports_a_beat_not_under_the_election(deploy: Path, settings) -> None:
+    edit_section(
+        deploy / "supervisor" / "kiln.conf",
+        "program:beat",
+        "command=%(ENV_KILN_VENV)s/bin/python manage.py kiln elect --\n",
+        "command=",
+    )
+    edit(
+        deploy / "systemd" / "kiln-beat.service",
+        "ExecStart=/srv/kiln/venv/bin/python manage.py kiln elect -- \\\n    ",
+        "ExecStart=",
+    )
+    assert findings(deploy, settings) == [
+        "supervisor/kiln.conf: [program:beat] command: beat not under `manage.py kiln elect -- celery ... "
+        "beat`: it schedules whether or not its host holds the beat lock, beside the elected one",
+        "systemd/kiln-beat.service: kiln-beat.service ExecStart: beat not under `manage.py kiln elect -- "
+        "celery ... beat`: it schedules whether or not its host holds the beat lock, beside the elected one",
+    ]
+
+
+def test_it_reports_stopasgroup_on_beat(deploy: Path, settings) -> None:
+    edit_section(deploy / "supervisor" / "kiln.conf", "program:beat", "stopasgroup=false", "stopasgroup=true")
+    edit(deploy / "systemd" / "kiln-beat.service", "KillMode=mixed", "KillMode=control-group")
+    assert findings(deploy, settings) == [
+        "supervisor/kiln.conf: [program:beat] stopasgroup: true on beat: TERM reaches beat beside `kiln "
+        "elect`, which passes it on too; use stopasgroup=false and killasgroup=true",
+        "systemd/kiln-beat.service: kiln-beat.service KillMode: control-group on beat: use mixed (TERM to "
+        "`kiln elect` only, which passes it to beat; control-group sends beat a second TERM)",
     ]
 
 
@@ -85,7 +119,7 @@ def test_it_reports_a_second_beat_unit(deploy: Path, settings) -> None:
     shutil.copy(deploy / "systemd" / "kiln-beat.service", deploy / "systemd" / "kiln-beat-2.service")
     assert findings(deploy, settings) == [
         "systemd/kiln-beat-2.service, systemd/kiln-beat.service: beat: 2 beat processes "
-        "(kiln-beat-2.service, kiln-beat.service): exactly one per installation, or jobs are scheduled twice"
+        "(kiln-beat-2.service, kiln-beat.service): one per host; the election picks one across hosts"
     ]
 
 

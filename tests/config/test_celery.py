@@ -39,7 +39,7 @@ def test_delivery_guarantees_are_configured() -> None:
     assert conf.task_serializer == "json"
     assert conf.worker_send_task_events is True
     assert conf.task_send_sent_event is True
-    assert conf.beat_scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
+    assert conf.beat_scheduler == "jobs.beat:SlotClaimingScheduler"
 
 
 def test_visibility_timeout_is_the_same_for_broker_and_backend_and_above_every_time_limit() -> None:

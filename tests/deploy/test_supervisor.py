@@ -61,6 +61,19 @@ def test_beat_stops_first_and_flower_listens_on_loopback() -> None:
     assert "--address=127.0.0.1" in conf.get("program:flower", "command").split()
 
 
+def test_beat_runs_under_the_election_on_every_host() -> None:
+    """Beat on every web host: `kiln elect` (single-beat's Redis lock) runs it only while its host leads;
+    TERM goes to `kiln elect` alone, which passes it to beat (stopasgroup=false)."""
+    conf = kiln_conf()
+    command = conf.get("program:beat", "command").split()
+    assert command[1:5] == ["manage.py", "kiln", "elect", "--"]
+    assert command[5:8] == ["%(ENV_KILN_VENV)s/bin/celery", "--app=config", "beat"]
+    assert conf.get("program:beat", "stopasgroup") == "false"
+    assert conf.get("program:beat", "killasgroup") == "true"
+    shipped = KILN_CONF.read_text() + (KILN_CONF.parent.parent / "README.md").read_text()
+    assert "exactly one per installation" not in shipped
+
+
 @pytest.fixture
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # A short path: unix socket paths are limited to 107 bytes.

@@ -1,7 +1,9 @@
-"""`manage.py kiln setup|run|ctl|check`: set up Kiln, run its whole stack under supervisord, check a deploy."""
+"""`manage.py kiln setup|run|ctl|check|elect`: set up Kiln, run its whole stack under supervisord, check a
+deploy, run beat on the one host a lock elects."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import shutil
@@ -37,6 +39,14 @@ class Command(BaseCommand):
             metavar="ARG",
             help="supervisorctl arguments, e.g. `status` or `restart kiln:web`",
         )
+        elect = sub.add_parser(
+            "elect",
+            help="Run a command (beat) on one host at a time: single-beat's Redis leader lock around it. "
+            "Hosts that do not hold the lock wait and take over when it expires.",
+        )
+        elect.add_argument(
+            "command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="e.g. -- celery --app=config beat"
+        )
         check = sub.add_parser(
             "check",
             help="Check the live settings and the deploy files against Kiln's contracts, "
@@ -56,7 +66,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, action: str, **options) -> None:
-        {"setup": self.setup, "run": self.run, "ctl": self.ctl, "check": self.check_deploy}[action](**options)
+        actions = {
+            "setup": self.setup,
+            "run": self.run,
+            "ctl": self.ctl,
+            "check": self.check_deploy,
+            "elect": self.elect,
+        }
+        actions[action](**options)
 
     def setup(self, **options) -> None:
         stack.runtime_directories_create()
@@ -133,6 +150,17 @@ class Command(BaseCommand):
             )
             sys.exit(0 if completed.returncode == SUPERVISORCTL_NOT_RUNNING else completed.returncode)
         self.exec_tool("supervisorctl", ["--configuration", str(stack.DEV_CONF), *ctl_args])
+
+    def elect(self, command: list[str], **options) -> None:
+        """Replace this process with blueprint/elect.py (single-beat, Django-free) holding the lock for
+        `command`: supervisord's or systemd's TERM reaches it, and through it the command."""
+        command = command[1:] if command[:1] == ["--"] else command
+        if not command:
+            raise CommandError("Say what to run: `manage.py kiln elect -- celery --app=config beat`.")
+        runner = str(settings.BASE_DIR / "blueprint" / "elect.py")
+        os.execve(
+            sys.executable, [sys.executable, runner, *command], {**os.environ, **stack.election_environment()}
+        )
 
     def tool(self, name: str) -> str:
         path = shutil.which(name, path=os.path.join(sys.prefix, "bin")) or shutil.which(name)
