@@ -163,12 +163,13 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     # Kiln's apps; the arrows point one way (docs/architecture.md): reports -> thumbnails; reports,
-    # thumbnails, jobs, metrics -> purge (registration only); jobs -> metrics; jobs -> broker (a plain package,
-    # not an app).
+    # thumbnails, jobs, metrics, outbox -> purge (registration only); jobs -> metrics; jobs, purge -> outbox;
+    # jobs -> broker (a plain package, not an app).
     "accounts",
     "blueprint",
     "jobs",
     "metrics",
+    "outbox",
     "purge",
     "thumbnails",
     "reports",
@@ -319,6 +320,17 @@ KILN_PENDING_REDISPATCH_MINUTES = env_int(_env, "KILN_PENDING_REDISPATCH_MINUTES
 KILN_PENDING_SWEEP_SECONDS = env_int(_env, "KILN_PENDING_SWEEP_SECONDS", 60, minimum=1, maximum=3600)
 # Transient failures (storage, database) retry after these delays, then the job fails for good.
 KILN_THUMBNAIL_RETRY_DELAYS = (10, 30, 60)
+
+# --- Outbox -----------------------------------------------------------------------------------------
+# Every task is written to the outbox in its change's transaction and published after commit
+# (outbox/services.py). How often the sweep publishes what a broker outage left there:
+KILN_OUTBOX_SWEEP_SECONDS = env_int(_env, "KILN_OUTBOX_SWEEP_SECONDS", 30, minimum=1, maximum=3600)
+# An intent is published again by the sweep only this long after it was written and after its last attempt:
+# a publish still under way, or one that timed out but reached Redis (whose copy a worker then starts),
+# is not sent twice in the common case; the worker runs one copy whatever happens.
+KILN_OUTBOX_GRACE_SECONDS = env_int(_env, "KILN_OUTBOX_GRACE_SECONDS", 30, minimum=0, maximum=3600)
+# `jobs health` and `jobs status` warn about intents left unpublished longer than this.
+KILN_OUTBOX_WARN_SECONDS = env_int(_env, "KILN_OUTBOX_WARN_SECONDS", 300, minimum=1)
 
 # --- Purges -----------------------------------------------------------------------------------------
 # A purge task works this long, then hands the rest of its run to a follow-up task: well inside the
@@ -503,7 +515,9 @@ CELERY_TASK_TRACK_STARTED = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler, sending through the outbox: a slot due while the broker is down is
+# kept as an intent, not lost (outbox/beat.py).
+CELERY_BEAT_SCHEDULER = "outbox.beat:OutboxScheduler"
 # Beat writes an entry's last_run_at as it sends the task, not up to 3 minutes later (Celery's sync_every):
 # the schedule watch reads it as the proof that beat sent the run (jobs/schedules.py). One small UPDATE per
 # run sent.
@@ -517,6 +531,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(KILN_PENDING_SWEEP_SECONDS),
     },
     "jobs: alert check": {"task": "jobs.tasks.alerts_check", "schedule": 60.0},
+    "outbox: publish what an outage left": {
+        "task": "outbox.tasks.sweep",
+        "schedule": float(KILN_OUTBOX_SWEEP_SECONDS),
+    },
 }
 
 # Where the home page and `make run` send people for Flower: straight to its port on a laptop, through

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from celery import Task, shared_task
+from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from outbox.worker import OutboxTask
 from thumbnails import imaging, services
 
 # Storage trouble and a lost database connection pass; a corrupt file (failed by the service at once) and a
@@ -14,7 +15,7 @@ from thumbnails import imaging, services
 TRANSIENT_ERRORS = (OSError, OperationalError, InterfaceError)
 
 
-class RenditionTask(Task):
+class RenditionTask(OutboxTask):
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         # Called by the worker's main process after a hard time limit killed the pool process: without
         # this the image would stay pending until the sweep sent it again, and again.

@@ -39,7 +39,7 @@ def test_delivery_guarantees_are_configured() -> None:
     assert conf.task_serializer == "json"
     assert conf.worker_send_task_events is True
     assert conf.task_send_sent_event is True
-    assert conf.beat_scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
+    assert conf.beat_scheduler == "outbox.beat:OutboxScheduler"
 
 
 def test_visibility_timeout_is_the_same_for_broker_and_backend_and_above_every_time_limit() -> None:
@@ -77,6 +77,7 @@ def test_beat_installs_the_fixed_schedules_declared_in_settings_over_older_rows(
     assert installed == {
         "thumbnails: dispatch images left pending": ("thumbnails.tasks.pending_sweep", 60, "seconds", True),
         "jobs: alert check": ("jobs.tasks.alerts_check", 60, "seconds", True),
+        "outbox: publish what an outage left": ("outbox.tasks.sweep", 30, "seconds", True),
     }
 
 
