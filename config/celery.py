@@ -13,7 +13,8 @@ import broker
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-app = Celery("kiln")
+# Every task's base class: a copy of a task published through the outbox runs only once (outbox/worker.py).
+app = Celery("kiln", task_cls="outbox.worker:OutboxTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Kiln's broker layer: the reliable-fetch transport for redis:// URLs, worker leases and recovery, paused

@@ -165,12 +165,13 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     # Kiln's apps; the arrows point one way (docs/architecture.md): reports -> thumbnails; reports,
-    # thumbnails, jobs, metrics -> purge (registration only); jobs -> metrics; jobs -> broker (a plain package,
-    # not an app).
+    # thumbnails, jobs, metrics, outbox -> purge (registration only); jobs -> metrics; jobs, purge -> outbox;
+    # jobs -> broker (a plain package, not an app).
     "accounts",
     "blueprint",
     "jobs",
     "metrics",
+    "outbox",
     "purge",
     "thumbnails",
     "reports",
@@ -333,6 +334,17 @@ KILN_THUMBNAIL_RETRY_DELAYS = (10, 30, 60)
 # A purge run whose media store fails carries on from its cursor after these delays, then fails with the
 # reason (and can be resumed from there: `manage.py purge resume RUN`).
 KILN_PURGE_RETRY_DELAYS = (10, 30, 60)
+
+# --- Outbox -----------------------------------------------------------------------------------------
+# Every task is written to the outbox in its change's transaction and published after commit
+# (outbox/services.py). How often the sweep publishes what a broker outage left there:
+KILN_OUTBOX_SWEEP_SECONDS = env_int(_env, "KILN_OUTBOX_SWEEP_SECONDS", 30, minimum=1, maximum=3600)
+# An intent is published again by the sweep only this long after it was written and after its last attempt:
+# a publish still under way, or one that timed out but reached Redis (whose copy a worker then starts),
+# is not sent twice in the common case; the worker runs one copy whatever happens.
+KILN_OUTBOX_GRACE_SECONDS = env_int(_env, "KILN_OUTBOX_GRACE_SECONDS", 30, minimum=0, maximum=3600)
+# `jobs health` and `jobs status` warn about intents left unpublished longer than this.
+KILN_OUTBOX_WARN_SECONDS = env_int(_env, "KILN_OUTBOX_WARN_SECONDS", 300, minimum=1)
 
 # --- Purges -----------------------------------------------------------------------------------------
 # A purge task works this long, then hands the rest of its run to a follow-up task: well inside the
@@ -518,7 +530,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 CELERY_TIMEZONE = TIME_ZONE
 # django-celery-beat's DatabaseScheduler, which claims each entry's slot in the database before it sends it
-# (jobs/beat.py): no slot runs twice, even from two beats at once.
+# (jobs/beat.py: no slot runs twice, even from two beats at once), and sends through the outbox (outbox/beat.py:
+# a slot due while the broker is down is kept as an intent, not lost).
 CELERY_BEAT_SCHEDULER = "jobs.beat:SlotClaimingScheduler"
 # Beat writes an entry's last_run_at as it sends the task, not up to 3 minutes later (Celery's sync_every):
 # the schedule watch reads it as the proof that beat sent the run (jobs/schedules.py). One small UPDATE per
@@ -551,6 +564,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(KILN_PENDING_SWEEP_SECONDS),
     },
     "jobs: alert check": {"task": "jobs.tasks.alerts_check", "schedule": 60.0},
+    "outbox: publish what an outage left": {
+        "task": "outbox.tasks.sweep",
+        "schedule": float(KILN_OUTBOX_SWEEP_SECONDS),
+    },
 }
 
 # Where the home page and `make run` send people for Flower: straight to its port on a laptop, through

@@ -313,7 +313,11 @@ class JobAdminBase(ReadOnlyAdmin):
             self.message_user(request, f"The broker cannot be reached: {error}", messages.ERROR)
             return
         if result.retried:
-            self.message_user(request, f"{len(result.retried)} job(s) published again.", messages.SUCCESS)
+            self.message_user(
+                request,
+                f"{len(result.retried)} job(s) published again{result.waiting_note}.",
+                messages.SUCCESS,
+            )
         for job_id, reason in result.refused:
             self.message_user(request, f"Job {job_id} not retried: {reason}", messages.WARNING)
         if not result.retried and not result.refused:

@@ -1,5 +1,5 @@
 """Beat's scheduler: django-celery-beat's DatabaseScheduler, claiming each run in the database before it
-sends it.
+sends it through the outbox.
 
 The leader lock (`manage.py kiln elect`, single-beat) lets one beat schedule at a time, but a lock with an
 expiry cannot promise it: a leader paused past its lock time sends on until its next renewal fails, and a
@@ -21,14 +21,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django_celery_beat.schedulers import DatabaseScheduler
 
 from jobs import schedules, services
+from outbox.beat import OutboxScheduler
 
 logger = logging.getLogger(__name__)
 
 
-class SlotClaimingScheduler(DatabaseScheduler):
+class SlotClaimingScheduler(OutboxScheduler):
+    """Claims the slot, then sends through the outbox (outbox/beat.py): a slot due while the broker is down is
+    claimed once and kept as an intent, published when the broker is back."""
+
     @property
     def claimed_by(self) -> str:
         """The host (as the beat lock names it, KILN_BEAT_HOST) and process of this beat."""

@@ -235,7 +235,7 @@ def _perform(request: HttpRequest, action: str) -> str:
         )
         left = selectors.failed_jobs().filter(args_truncated=False).count()
         more = f" {left} more: press again, or `manage.py jobs retry --all`." if left else ""
-        return f"{len(result.retried)} job(s) published again, {len(result.refused)} refused.{more}"
+        return f"{len(result.retried)} job(s) published again{result.waiting_note}, {len(result.refused)} refused.{more}"
     if action == "forget":
         job_id = int(post["job"])
         count = services.jobs_forget(jobs=Job.objects.filter(id=job_id), user=user, description=str(job_id))

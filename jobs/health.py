@@ -38,6 +38,8 @@ class Thresholds:
     failed_warning: int = 10
     failed_critical: int = 50
     stalled_seconds: int = 30
+    # Tasks written to the outbox and still unpublished after this long: a `warning` (outbox/).
+    outbox_seconds: int = 300
 
     @classmethod
     def from_settings(cls) -> Thresholds:
@@ -51,6 +53,7 @@ class Thresholds:
             failed_warning=settings.KILN_HEALTH_FAILED_WARNING,
             failed_critical=settings.KILN_HEALTH_FAILED_CRITICAL,
             stalled_seconds=settings.KILN_HEALTH_STALLED_SECONDS,
+            outbox_seconds=settings.KILN_OUTBOX_WARN_SECONDS,
         )
 
     def wait_exceeded(self, queue: QueueState) -> tuple[str, int] | None:
@@ -171,6 +174,8 @@ def system_health(
     thresholds: Thresholds,
     schedules: Sequence[ScheduleState] = (),
     media_problem: str = "",
+    unpublished: int = 0,
+    unpublished_oldest: float | None = None,
 ) -> SystemHealth:
     queue_results = tuple(queue_health(queue, thresholds) for queue in queues)
     reasons = []
@@ -187,6 +192,13 @@ def system_health(
         # Uploads answer 503 and thumbnail jobs wait in their retries until it is back.
         levels.append(CRITICAL)
         reasons.append(media_problem)
+    if unpublished_oldest is not None and unpublished_oldest > thresholds.outbox_seconds:
+        # A warning: the tasks are kept and the sweep publishes them once the broker answers.
+        levels.append(WARNING)
+        reasons.append(
+            f"{unpublished} tasks unpublished in the outbox, the oldest for {unpublished_oldest:.0f} s "
+            f"(warning above {thresholds.outbox_seconds} s; `manage.py outbox sweep` publishes them)"
+        )
     failure = thresholds.failed_level(failed)
     if failure != HEALTHY:
         levels.append(failure)

@@ -29,6 +29,8 @@ from jobs.models import Job
 from jobs.rejections import Rejections, rejections_as_dict, rejections_read
 from jobs.schedules import Entry, JobFacts, ScheduleState, schedule_state
 from media import store as media_store
+from outbox.selectors import Backlog
+from outbox.selectors import backlog as outbox_backlog
 
 REPORT_TIMEOUT = 1.0
 # The latest jobs of a beat entry read to judge it: enough to follow a queue that stopped taking an
@@ -61,6 +63,8 @@ class Snapshot:
     rejections: Rejections = field(default_factory=Rejections)
     # Every beat entry, judged (jobs/schedules.py): a late one is a `warning` in `health`, and an alert.
     schedules: tuple[ScheduleState, ...] = ()
+    # Tasks the outbox has not published yet (a broker outage): old ones are a `warning` in `health`.
+    outbox: Backlog = field(default_factory=lambda: Backlog(0, None))
 
 
 def queue_names() -> list[str]:
@@ -395,6 +399,7 @@ def snapshot(*, report_timeout: float = REPORT_TIMEOUT) -> Snapshot:
     failed = failed_jobs().count()
     thresholds = health.Thresholds.from_settings()
     schedules = schedule_states()
+    waiting = outbox_backlog()
     result = health.system_health(
         queues,
         broker_ok=broker_ok,
@@ -402,6 +407,8 @@ def snapshot(*, report_timeout: float = REPORT_TIMEOUT) -> Snapshot:
         thresholds=thresholds,
         schedules=schedules,
         media_problem=media_store.problem(deep=False),
+        unpublished=waiting.unpublished,
+        unpublished_oldest=waiting.oldest_age,
     )
     pools: dict[str, list[WorkerInfo]] = {}
     for worker in workers:
@@ -417,6 +424,7 @@ def snapshot(*, report_timeout: float = REPORT_TIMEOUT) -> Snapshot:
         pools,
         rejections_read(),
         schedules,
+        waiting,
     )
 
 
@@ -430,6 +438,10 @@ def snapshot_as_dict(snap: Snapshot) -> dict[str, Any]:
         "failed": snap.failed,
         "rejected_inputs": rejections_as_dict(snap.rejections),
         "reasons": list(snap.health.reasons),
+        "outbox": {
+            "unpublished": snap.outbox.unpublished,
+            "oldest_age": None if snap.outbox.oldest_age is None else round(snap.outbox.oldest_age, 1),
+        },
         "queues": [
             {
                 "name": queue.name,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import getpass
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +23,7 @@ from jobs.history import RETRY_OF_HEADER, JobEvent, job_events_write, recorder
 from jobs.models import AuditEntry, Job, ScheduleSlot
 from metrics.store import tally_write
 from metrics.tally import Tally
+from outbox import services as outbox
 
 CONTROL_TIMEOUT = 1.0
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -98,45 +98,49 @@ def queue_check(queue: str) -> str:
 class RetryResult:
     retried: list[tuple[int, str]] = field(default_factory=list)  # (old job id, new task id)
     refused: list[tuple[int, str]] = field(default_factory=list)  # (job id, reason)
+    # Of the retried, how many wait in the outbox for the broker to come back (the sweep publishes them).
+    waiting: int = 0
+
+    @property
+    def waiting_note(self) -> str:
+        if not self.waiting:
+            return ""
+        return f" ({self.waiting} wait for the broker: the outbox publishes them once it is back)"
 
 
 def jobs_retry(
     *, jobs: QuerySet[Job], user: Any = None, description: str = "", limit: int | None = None
 ) -> RetryResult:
     """Publish each failed job again with its original task, arguments and queue, as a new job linked to
-    the old one. A job is claimed by a conditional UPDATE first, so two operators never retry it twice;
-    a claim whose publish fails is given back. `limit` bounds one call (a web request must end in time)."""
+    the old one. A job is claimed by a conditional UPDATE, in one transaction with its new task's outbox
+    intent, so two operators never retry it twice and a retry asked while the broker is down is published
+    once it is back (outbox/services.py). `limit` bounds one call (a web request must end in time)."""
     result = RetryResult()
     candidates = jobs.filter(state=Job.State.FAILED, retried_at__isnull=True).order_by("id")
+    intents = []
     try:
         for job in candidates[:limit] if limit else candidates.iterator():
             if job.args_truncated:
                 result.refused.append((job.id, "its arguments were not kept (too large, or not plain JSON)"))
                 continue
-            claimed = Job.objects.filter(id=job.id, retried_at__isnull=True).update(retried_at=timezone.now())
-            if not claimed:
-                continue  # another operator got there first
-            task_id = str(uuid.uuid4())
-            try:
-                current_app.send_task(
+            with transaction.atomic():
+                claimed = Job.objects.filter(id=job.id, retried_at__isnull=True).update(
+                    retried_at=timezone.now()
+                )
+                if not claimed:
+                    continue  # another operator got there first
+                intent = outbox.task_send(
                     job.task_name,
                     args=job.args,
                     kwargs=job.kwargs,
-                    queue=job.queue or None,
-                    task_id=task_id,
+                    queue=job.queue,
                     headers={RETRY_OF_HEADER: job.id},
-                    # Kiln's tasks record their outcome in the database; publishing never waits on a
-                    # result subscription (CELERY_TASK_IGNORE_RESULT), send_task must be told so itself.
-                    ignore_result=True,
+                    publish=False,
                 )
-            except (OSError, OperationalError) as error:
-                Job.objects.filter(id=job.id).update(retried_at=None)
-                result.refused.append((job.id, f"broker unreachable: {error}"))
-                break  # every later one would fail the same way
-            except BaseException:
-                Job.objects.filter(id=job.id).update(retried_at=None)
-                raise
-            result.retried.append((job.id, task_id))
+            intents.append(intent.pk)
+            result.retried.append((job.id, intent.task_id))
+        # After the claims: with the broker down, one failed attempt for the whole call, not one per job.
+        result.waiting = len(intents) - outbox.intents_publish(intent_ids=intents)
     finally:
         recorder.flush()  # the new jobs' records, linked to the old ones, exist when this returns
         if result.retried:

@@ -19,6 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from broker import queues as broker_queues
 from jobs.prometheus import KilnCollector
+from outbox.prometheus import OutboxCollector
 from purge.prometheus import PurgeCollector
 
 # Methods that only read. Anything else sent to Flower (worker shutdown, pool resize, task revoke) changes
@@ -100,4 +101,5 @@ def metrics(request: HttpRequest) -> HttpResponse:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(KilnCollector())
     registry.register(PurgeCollector())
+    registry.register(OutboxCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -18,6 +17,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from media.store import StorageUnavailable
+from outbox import services as outbox
 from purge import batches, registry
 from purge.models import PurgeBatch, PurgeRun, RetentionPolicy
 from purge.signals import purge_run_requested
@@ -73,19 +73,22 @@ def policies_install() -> int:
 def purge_run_request(
     *, policy: RetentionPolicy, dry_run: bool, trigger: str, user=None, slot=None
 ) -> PurgeRun:
-    """Create a queued run and enqueue it on `default` once the transaction commits."""
-    run = PurgeRun.objects.create(
-        policy=policy, dry_run=dry_run, trigger=trigger, triggered_by=user, slot=slot
-    )
-    transaction.on_commit(lambda: purge_run_enqueue(run_id=run.pk))
+    """Create a queued run and its task in the outbox, in one transaction: the task is published once that
+    commits, or by the outbox's sweep if the broker is down then."""
+    with transaction.atomic():
+        run = PurgeRun.objects.create(
+            policy=policy, dry_run=dry_run, trigger=trigger, triggered_by=user, slot=slot
+        )
+        purge_run_enqueue(run_id=run.pk)
     if trigger != PurgeRun.Trigger.NIGHTLY:
         purge_run_requested.send(sender=PurgeRun, run=run, user=user)
     return run
 
 
 def purge_run_enqueue(*, run_id: int, countdown: float | None = None) -> None:
-    # ignore_result: see thumbnails.services.image_dispatch (send_task would subscribe to the result).
-    current_app.signature(PURGE_RUN_TASK, args=[run_id], ignore_result=True).apply_async(countdown=countdown)
+    """Through the outbox, in the caller's transaction: published after it commits (a continuation from a
+    worker at once), or by the sweep once the broker is back."""
+    outbox.task_send(PURGE_RUN_TASK, args=[run_id], countdown=countdown)
 
 
 def purge_nightly(*, today=None) -> list[int]:
@@ -206,7 +209,7 @@ def purge_run_resume(*, run: PurgeRun) -> bool:
         pk=run.pk, state=PurgeRun.State.FAILED, started_at__isnull=False
     ).update(state=PurgeRun.State.RUNNING, failures=0, error="", finished_at=None)
     if resumed:
-        transaction.on_commit(lambda: purge_run_enqueue(run_id=run.pk))
+        purge_run_enqueue(run_id=run.pk)  # through the outbox, in this transaction
     return bool(resumed)
 
 

@@ -418,8 +418,15 @@ def image_sweep_pending() -> int:
         | Q(dispatched_at__lt=cutoff, created_at__lt=cutoff)
     )
     dispatched = 0
-    for image_id in stale.values_list("pk", flat=True).iterator():
-        dispatched += image_dispatch(image_id=image_id)
+    for image_id, seen in list(stale.values_list("pk", "dispatched_at")):
+        # Claimed first, by a conditional UPDATE: two sweeps at once (a beat slot kept in the outbox through
+        # an outage and the next one) never dispatch one image twice.
+        if not Image.objects.filter(pk=image_id, dispatched_at=seen).update(dispatched_at=now):
+            continue
+        if not image_dispatch(image_id=image_id):
+            Image.objects.filter(pk=image_id, dispatched_at=now).update(dispatched_at=seen)
+            break  # the broker is down: every later one would fail the same way
+        dispatched += 1
     return dispatched
 
 

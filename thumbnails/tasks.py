@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from celery import Task, shared_task
+from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import worker_ready
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from media import store as media_store
+from outbox.worker import OutboxTask
 from thumbnails import imaging, services
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def media_store_check(sender=None, **kwargs) -> None:
         logger.error("KILN_MEDIA_STORAGE: %s; thumbnail jobs retry until it is fixed", problem)
 
 
-class RenditionTask(Task):
+class RenditionTask(OutboxTask):
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         # Called by the worker's main process after a hard time limit killed the pool process: without
         # this the image would stay pending until the sweep sent it again, and again.

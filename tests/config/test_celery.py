@@ -77,6 +77,7 @@ def test_beat_installs_the_fixed_schedules_declared_in_settings_over_older_rows(
     assert installed == {
         "thumbnails: dispatch images left pending": ("thumbnails.tasks.pending_sweep", 60, "seconds", True),
         "jobs: alert check": ("jobs.tasks.alerts_check", 60, "seconds", True),
+        "outbox: publish what an outage left": ("outbox.tasks.sweep", 30, "seconds", True),
     }
 
 

@@ -13,6 +13,8 @@ from config.celery import app
 from jobs import services
 from jobs.history import RETRY_OF_HEADER
 from jobs.models import AuditEntry, Job
+from outbox import services as outbox
+from tests.conftest import app_connections_forget
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db]
 
@@ -67,14 +69,20 @@ def test_a_job_whose_arguments_were_not_kept_is_refused_with_the_reason(app_brok
     assert app_broker.client().llen("high") == 0
 
 
-def test_with_the_broker_down_a_retry_is_refused_and_the_job_stays_failed() -> None:
+def test_with_the_broker_down_a_retry_waits_in_the_outbox_and_the_sweep_publishes_it(broker) -> None:
     job = failed("old-1")  # each test starts with no broker (tests/conftest.py)
     result = services.jobs_retry(jobs=Job.objects.filter(pk=job.pk))
-    assert result.retried == []
-    assert result.refused[0][1].startswith("broker unreachable")
+    ((_old, new_task_id),) = result.retried
+    assert (result.refused, result.waiting) == ([], 1)
     job.refresh_from_db()
-    assert job.retried_at is None, "the claim is given back"
-    assert not AuditEntry.objects.exists()
+    assert job.retried_at is not None, "the claim stands: its new job is in the outbox"
+    assert AuditEntry.objects.get().action == "retry"
+    app.conf.broker_url = broker.url  # the broker is back
+    app_connections_forget()
+    assert outbox.intents_sweep(now=timezone.now() + timedelta(hours=1)) == 1
+    (message,) = queued_messages(broker.client(), "high")
+    assert message["headers"]["id"] == new_task_id
+    assert message["headers"][RETRY_OF_HEADER] == job.pk
 
 
 def test_retry_takes_at_most_its_limit_per_call(app_broker) -> None:

@@ -80,6 +80,7 @@ def test_migrate_installs_one_policy_per_target_and_the_nightly_entry_on_default
         ("input_rejections", 30),
         ("metrics_minutes", 2),
         ("metrics_hours", 90),
+        ("outbox_published", 7),
     }
     nightly = PeriodicTask.objects.get(name=NIGHTLY_NAME)
     assert (nightly.task, nightly.queue, nightly.enabled) == ("purge.tasks.purge_nightly", "default", True)

@@ -315,7 +315,9 @@ class Command(BaseCommand):
             self.stdout.write(f"retried job {old} as {new}")
         for job_id, reason in result.refused:
             self.stderr.write(f"job {job_id} not retried: {reason}")
-        self.stdout.write(f"{len(result.retried)} retried, {len(result.refused)} refused")
+        self.stdout.write(
+            f"{len(result.retried)} retried, {len(result.refused)} refused{result.waiting_note}"
+        )
         if result.refused:
             sys.exit(1)
 
