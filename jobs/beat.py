@@ -54,6 +54,8 @@ class SlotClaimingScheduler(OutboxScheduler):
         except BaseException:
             services.schedule_slot_release(name=entry.name, slot=slot)
             raise
-        if result is not None and getattr(result, "id", None):
-            services.schedule_slot_sent(name=entry.name, slot=slot, task_id=result.id)
+        # The outbox's intent (its task_id), or Celery's AsyncResult (its id).
+        task_id = getattr(result, "task_id", None) or getattr(result, "id", None)
+        if result is not None and task_id:
+            services.schedule_slot_sent(name=entry.name, slot=slot, task_id=str(task_id))
         return result

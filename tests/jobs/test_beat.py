@@ -38,17 +38,18 @@ def test_a_crontab_slot_is_the_first_after_the_last_send() -> None:
 
 
 def scheduler_sending(monkeypatch, sent: list[str]):
-    from jobs.beat import SlotClaimingScheduler
+    """A beat scheduler whose publishes reach a fake broker: `sent` gets each task name published."""
+    from celery import current_app
 
-    scheduler = SlotClaimingScheduler(app=app)
+    from jobs.beat import SlotClaimingScheduler
 
     def send_task(name: str, *args, **kwargs) -> SimpleNamespace:
         sent.append(name)
-        return SimpleNamespace(id=f"task-{len(sent)}")
+        return SimpleNamespace(id=kwargs.get("task_id"))
 
-    # A task this app does not know is sent by name (Scheduler.send_task): nothing is published.
-    monkeypatch.setattr(scheduler, "send_task", send_task)
-    return scheduler
+    # The outbox publishes each intent through the current app's send_task.
+    monkeypatch.setattr(current_app, "send_task", send_task)
+    return SlotClaimingScheduler(app=app)
 
 
 @pytest.mark.django_db(transaction=True)  # beat's scheduler closes the connection it found
@@ -56,6 +57,7 @@ def test_a_second_beat_does_not_send_a_slot_the_first_sent(monkeypatch) -> None:
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
     from jobs.models import ScheduleSlot
+    from outbox.models import Intent
 
     every_minute, _ = IntervalSchedule.objects.get_or_create(every=60, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.create(name="probe: often", task="probe.nothing", interval=every_minute)
@@ -68,27 +70,28 @@ def test_a_second_beat_does_not_send_a_slot_the_first_sent(monkeypatch) -> None:
     for scheduler in (first, second):
         scheduler.sync()  # now, not at the process's exit, when the test database is gone
     assert sent == ["probe.nothing"]
+    [intent] = Intent.objects.all()
+    assert intent.published_at is not None
     claim = ScheduleSlot.objects.get(name="probe: often")
-    assert claim.task_id == "task-1"
+    assert claim.task_id == intent.task_id
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_failed_send_gives_its_slot_back(monkeypatch) -> None:
-    from celery.beat import SchedulingError
+def test_a_send_that_cannot_be_written_gives_its_slot_back(monkeypatch) -> None:
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
     from jobs.models import ScheduleSlot
+    from outbox import services as outbox
 
     every_minute, _ = IntervalSchedule.objects.get_or_create(every=60, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.create(name="probe: often", task="probe.nothing", interval=every_minute)
-    sent: list[str] = []
-    scheduler = scheduler_sending(monkeypatch, sent)
+    scheduler = scheduler_sending(monkeypatch, [])
 
-    def broker_down(*args, **kwargs):
-        raise ConnectionError("broker down")
+    def database_refuses(**kwargs):
+        raise RuntimeError("the intent could not be written")
 
-    monkeypatch.setattr(scheduler, "send_task", broker_down)
+    monkeypatch.setattr(outbox, "beat_send", database_refuses)
     entry = scheduler.schedule["probe: often"]
-    with pytest.raises(SchedulingError):
+    with pytest.raises(RuntimeError, match="could not be written"):
         scheduler.apply_async(entry, advance=False)
     assert not ScheduleSlot.objects.exists()
