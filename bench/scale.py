@@ -183,18 +183,32 @@ def worker_run(
     `idle` seconds. Returns its total usage, the seconds it ran, and (idle) its usage per second once settled."""
     client = server.client()
     polls = 0
+    sessions = None  # PostgreSQL sessions open on the database, sampled at every poll
+    peak_sessions = 0
 
     def done() -> bool:
-        nonlocal polls
+        nonlocal polls, peak_sessions
         polls += 1
+        if sessions is not None:
+            (count,) = sessions.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (meter.database,),
+            ).fetchone()
+            peak_sessions = max(peak_sessions, count)
         return int(client.get(COUNT_KEY) or 0) >= jobs
 
     before = meter.read()
     began = time.monotonic()
     rate = None
+    if meter.database and jobs:
+        import psycopg
+
+        sessions = psycopg.connect(host="127.0.0.1", user="postgres", dbname=meter.database, autocommit=True)
     with running_workers(("worker-default", environ)):
         if jobs:
             wait_for(done, timeout=600, interval=0.5, what=f"{jobs} probe jobs to finish")
+            if sessions is not None:
+                sessions.close()
         else:
             settle = 5.0  # its first lease renewal and scan, the start's own traffic, are over
             time.sleep(settle)
@@ -205,6 +219,9 @@ def worker_run(
     seconds = time.monotonic() - began
     usage = meter.between(before, meter.read())
     usage["redis:get"] = usage.get("redis:get", 0.0) - polls
+    if sessions is not None:
+        usage["pg.commits"] -= polls  # each sample is a transaction of its own
+        usage["pg.sessions"] = float(peak_sessions)
     client.close()
     return usage, seconds, rate
 
@@ -241,6 +258,7 @@ def per_job(server: RedisServer, environ: dict[str, str], meter: Meter, jobs: in
     worker = usage_minus(usage_minus(busy, baseline), probe)
     worker = usage_scaled(worker, 1 / jobs)
     return {
+        "sessions": busy.get("pg.sessions"),
         "publisher": publisher,
         "worker": worker,
         "idle": idle_rate,
@@ -446,6 +464,7 @@ def database_table(publisher: Usage, worker: Usage) -> None:
         {key for key in (*publisher, *worker) if key.startswith("pg")},
         key=lambda key: (key != "pg.commits", key),
     )
+    keys = [key for key in keys if key != "pg.sessions"]
     print(f"{'rows or commits':<30}{'publisher':>11}{'worker':>9}{'total':>9}")
     for key in keys:
         p, w = publisher.get(key, 0), worker.get(key, 0)
@@ -513,6 +532,10 @@ def main() -> int:
     if postgres:
         print("== PostgreSQL per job (pg_stat_user_tables, pg_stat_database)")
         database_table(jobs["publisher"], jobs["worker"])
+        print(
+            f"PostgreSQL sessions open at once while worker-default ({concurrency} processes) ran: "
+            f"{jobs['sessions']:.0f} at most"
+        )
     else:
         print("== PostgreSQL per job: skipped, no PostgreSQL on 127.0.0.1:5432")
     print()
