@@ -92,6 +92,11 @@ class KilnCollector:
         up = GaugeMetricFamily("kiln_broker_up", "1 when the broker answers")
         up.add_metric([], 1 if snap.broker_ok else 0)
         yield up
+        media = GaugeMetricFamily(
+            "kiln_media_store_up", "1 when the media store (MEDIA_ROOT or the S3 bucket) can be used"
+        )
+        media.add_metric([], 0 if snap.health.media_problem else 1)
+        yield media
         depth = GaugeMetricFamily("kiln_queue_depth", "jobs waiting in the queue", labels=["queue"])
         wait = GaugeMetricFamily(
             "kiln_queue_oldest_wait_seconds", "how long the oldest waiting job has waited", labels=["queue"]
@@ -326,6 +331,21 @@ def alert_rules(thresholds: Thresholds, pools: list[str]) -> str:
         ),
         _rule(
             "KilnMetricsDown", 'up{job="kiln"} == 0', "5m", "critical", "Kiln's /metrics cannot be scraped"
+        ),
+        _rule(
+            "KilnMediaStoreDown",
+            "kiln_media_store_up == 0",
+            "1m",
+            health.CRITICAL,
+            "Kiln's media store cannot be used: uploads get 503, thumbnail jobs retry (jobs health says why)",
+        ),
+        _rule(
+            "KilnOutboxBacklog",
+            f"kiln_outbox_oldest_unpublished_age_seconds > {thresholds.outbox_seconds}",
+            "1m",
+            health.WARNING,
+            "tasks wait unpublished in the outbox for over "
+            f"{thresholds.outbox_seconds} s: is the broker reachable? (`manage.py outbox status`)",
         ),
     ]
     # One rule per queue and alert, each with its own threshold in plain sight, told apart by a `queue` (or

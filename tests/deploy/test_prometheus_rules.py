@@ -203,3 +203,48 @@ def test_a_worker_silent_for_2_minutes_alerts_unless_the_broker_is_down(tmp_path
 def test_a_late_beat_entry_has_its_rule_at_the_level_health_gives_it() -> None:
     (rule,) = rules_of(alert_rules(Thresholds(waits={}, waits_critical={}), pools=[]))["KilnScheduleLate"]
     assert (rule["expr"], rule["labels"]["severity"]) == ("kiln_schedule_late == 1", "warning")
+
+
+def test_a_media_store_down_for_a_minute_is_critical_and_an_outbox_backlog_past_its_threshold_warns(
+    tmp_path,
+) -> None:
+    # The store fails from minute 3; the oldest unpublished intent ages a minute a minute from minute 2.
+    series = [
+        {"series": "kiln_media_store_up", "values": "1x2 0x10"},
+        {"series": "kiln_outbox_oldest_unpublished_age_seconds", "values": "0x1 0+60x10"},
+    ]
+    store_down = {
+        "exp_labels": {"severity": "critical"},
+        "exp_annotations": {
+            "summary": "Kiln's media store cannot be used: uploads get 503, thumbnail jobs retry "
+            "(jobs health says why)"
+        },
+    }
+    backlog = {
+        "exp_labels": {"severity": "warning"},
+        "exp_annotations": {
+            "summary": "tasks wait unpublished in the outbox for over 300 s: is the broker reachable? "
+            "(`manage.py outbox status`)"
+        },
+    }
+    result = promtool_test_rules(
+        tmp_path,
+        [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    {"eval_time": "3m", "alertname": "KilnMediaStoreDown", "exp_alerts": []},  # pending
+                    {"eval_time": "5m", "alertname": "KilnMediaStoreDown", "exp_alerts": [store_down]},
+                    {
+                        "eval_time": "7m",
+                        "alertname": "KilnOutboxBacklog",
+                        "exp_alerts": [],
+                    },  # 300 s: not over
+                    {"eval_time": "9m", "alertname": "KilnOutboxBacklog", "exp_alerts": [backlog]},
+                ],
+            }
+        ],
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
