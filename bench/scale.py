@@ -474,9 +474,17 @@ def database_table(publisher: Usage, worker: Usage) -> None:
         print(f"{label:<30}{p:>11.3f}{w:>9.3f}{p + w:>9.3f}")
 
 
+PARTS = ("jobs", "scan", "history")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="which measurements to run, comma-separated: jobs (per job, idle worker, queued job), scan, history",
     )
     parser.add_argument("--jobs", type=int, default=3000, help="probe jobs for the per-job figures")
     parser.add_argument("--idle", type=float, default=20.0, help="seconds an idle worker is watched")
@@ -491,36 +499,58 @@ def main() -> int:
     if args.child:
         writer_child(args.child, args.start_at, args.seconds)
         return 0
+    parts = set(args.parts.split(","))
+    if not parts <= set(PARTS):
+        parser.error(f"--parts: choose among {', '.join(PARTS)}")
 
     status = 0
+    jobs: dict = {}
+    scans: dict[tuple[int, int], dict[str, float]] = {}
+    writers: dict[int, float] = {}
     with (
         tempfile.TemporaryDirectory(prefix="kiln-bench-scale-") as tmp,
         scratch_databases(PG_DATABASE, Path(tmp)) as urls,
     ):
         workdir = Path(tmp)
         postgres = next((url for url in urls if url.startswith("postgres")), None)
-        server = start_redis(workdir / "redis")
-        try:
-            environ = stack_environment(workdir / "var", server.url, DATABASE_URL=postgres or urls[0])
-            migrated = run_manage(environ, "migrate", "--verbosity=0", timeout=300)
-            assert migrated.returncode == 0, migrated.stderr
-            meter = Meter(server, PG_DATABASE if postgres else None)
-            print(f"per job: {args.jobs} probe jobs through worker-default ...", flush=True)
-            jobs = per_job(server, environ, meter, args.jobs, args.idle)
-            scans = {}
-            scan_meter = Meter(server, None)
-            for leases in (int(n) for n in args.leases.split(",")):
-                for other in sorted({0, args.other_keys}):
-                    print(f"scan: {leases} leases, {other} other keys ...", flush=True)
-                    scans[(leases, other)] = scan_measure(server, scan_meter, leases, other, args.scan_runs)
-        finally:
-            server.stop()
-        writers: dict[int, float] = {}
-        if postgres:
+        environ = {}
+        if parts & {"jobs", "scan"}:
+            server = start_redis(workdir / "redis")
+            try:
+                if "jobs" in parts:
+                    environ = stack_environment(workdir / "var", server.url, DATABASE_URL=postgres or urls[0])
+                    migrated = run_manage(environ, "migrate", "--verbosity=0", timeout=300)
+                    assert migrated.returncode == 0, migrated.stderr
+                    meter = Meter(server, PG_DATABASE if postgres else None)
+                    print(f"per job: {args.jobs} probe jobs through worker-default ...", flush=True)
+                    jobs = per_job(server, environ, meter, args.jobs, args.idle)
+                if "scan" in parts:
+                    scan_meter = Meter(server, None)
+                    for leases in (int(n) for n in args.leases.split(",")):
+                        for other in sorted({0, args.other_keys}):
+                            print(f"scan: {leases} leases, {other} other keys ...", flush=True)
+                            scans[(leases, other)] = scan_measure(
+                                server, scan_meter, leases, other, args.scan_runs
+                            )
+            finally:
+                server.stop()
+        if postgres and "history" in parts:
             for processes in (int(n) for n in args.writers.split(",")):
                 print(f"history: {processes} writer process(es) for {args.seconds:.0f} s ...", flush=True)
                 writers[processes] = writers_run(postgres, workdir / "var", processes, args.seconds)
 
+    if jobs:
+        jobs_tables(jobs, environ, args, postgres is not None)
+    if scans:
+        print()
+        scan_table(scans, args.scan_runs)
+    if "history" in parts:
+        print()
+        status = history_table(writers, args.seconds)
+    return status
+
+
+def jobs_tables(jobs: dict, environ: dict[str, str], args: argparse.Namespace, postgres: bool) -> None:
     concurrency = environ["KILN_DEFAULT_CONCURRENCY"]
     print()
     print(
@@ -556,10 +586,12 @@ def main() -> int:
         f"== Redis memory per queued job (used_memory after publishing {args.jobs} with no worker): "
         f"{memory:,.0f} bytes, {1e9 / memory:,.0f} queued jobs per GB"
     )
-    print()
+
+
+def scan_table(scans: dict[tuple[int, int], dict[str, float]], scan_runs: int) -> None:
     print(
         "== Dead-worker scan: one worker's scan (median of "
-        f"{args.scan_runs}), and every worker scanning every 10 s"
+        f"{scan_runs}), and every worker scanning every 10 s"
     )
     print(f"{'':>19}{'dead_workers_recover':^30}{'fetch_lists_recover':^20}{'every lease, every 10 s':^32}")
     print(
@@ -579,10 +611,13 @@ def main() -> int:
         "(ms: one scan's median time seen by the worker; CPU ms: Redis's CPU time per scan; Redis CPU: of one "
         "core, as Redis runs commands on one thread)"
     )
-    print()
+
+
+def history_table(writers: dict[int, float], seconds: float) -> int:
+    status = 0
     if writers:
         print(
-            f"== Job-history writes on PostgreSQL (Recorder + rollups, batches of 200, {args.seconds:.0f} s each)"
+            f"== Job-history writes on PostgreSQL (Recorder + rollups, batches of 200, {seconds:.0f} s each)"
         )
         print(f"{'processes':>9}{'jobs/min':>12}{'/ 10,000':>10}")
         for processes, rate in writers.items():
