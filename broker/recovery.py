@@ -42,6 +42,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from kombu.utils.json import loads
@@ -54,6 +55,12 @@ ALIVE_PREFIX = "kiln:worker-alive:"
 OWNED_PREFIX = "kiln:worker-owned:"
 SUSPECT_PREFIX = "kiln:worker-suspect:"
 RECOVERING_PREFIX = "kiln:worker-recovering:"  # a dead worker's owned set, taken by the worker recovering it
+# The installation's scans are one worker's turn at a time (scan_turn_take); the key holds its lease id.
+SCAN_TURN = "kiln:recovery-scan"
+# Jobs found unowned at the last scan: a hash of delivery tag to JSON [first seen, unacked_index score].
+UNOWNED_SUSPECTS = "kiln:unowned-suspects"
+# Keys a SCAN call looks at: fewer, larger replies for a keyspace that holds more than Kiln's keys.
+SCAN_COUNT = 1000
 # kombu's Redis transport: the hash of unacknowledged messages by delivery tag, and its index by time.
 UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
 
@@ -113,11 +120,37 @@ def owned_prune(client: Any, key: str) -> None:
         client.srem(key, *gone)
 
 
-def unowned_jobs_restore(app: Any, client: Any, *, older_than: float, suspected: set[str]) -> int:
+def redis_now(client: Any) -> float:
+    """Redis's own clock: successive scans are made by different workers, on hosts whose clocks may differ;
+    a suspicion written by one and judged by another is timed on one clock."""
+    seconds, microseconds = client.time()
+    return seconds + microseconds / 1_000_000
+
+
+def scan_turn_take(client: Any, *, holder: str, scan_every: float) -> bool:
+    """True when this worker is to run the installation's scans now: the first to ask after the last turn
+    expired. The turn lasts nine tenths of a scan interval, so the workers, each asking once an interval,
+    between them scan once an interval, whatever their number. A scan that outlives its turn, or a worker
+    that asks late, at worst runs beside another: every step of recovery is safe run twice at once."""
+    return bool(client.set(SCAN_TURN, holder, nx=True, px=max(int(scan_every * 900), 1)))
+
+
+def _owned_pages(client: Any) -> Iterator[list[str]]:
+    """The owned sets, a SCAN reply at a time (SCAN may name a key twice)."""
+    cursor = None
+    while cursor != 0:
+        cursor, keys = client.scan(cursor=cursor or 0, match=OWNED_PREFIX + "*", count=SCAN_COUNT)
+        if keys:
+            yield [text(key) for key in keys]
+
+
+def unowned_jobs_restore(app: Any, client: Any, *, older_than: float, scan_every: float) -> int:
     """Put back jobs unacknowledged for longer than `older_than` seconds that no lease owns: delivered by
     Redis just before a connection broke, they never reached a worker's hands (or its claim). A tag goes
-    back once found unowned at two scans in a row (`suspected` carries the first sighting): a worker whose
-    claim failed while Redis was away writes it only after Redis is back, and may be running the job."""
+    back once found unowned at two scans at least 0.9 `scan_every` apart, the same delivery both times: a
+    worker whose claim failed while Redis was away writes it only after Redis is back, and may be running
+    the job. The first sighting is kept in Redis (UNOWNED_SUSPECTS): the next scan may be another
+    worker's."""
     old = {
         text(tag): score
         for tag, score in client.zrangebyscore(
@@ -125,39 +158,71 @@ def unowned_jobs_restore(app: Any, client: Any, *, older_than: float, suspected:
         )
     }
     if not old:
-        suspected.clear()
+        client.delete(UNOWNED_SUSPECTS)
         return 0
     owned: set[str] = set()
-    for key in client.scan_iter(match=OWNED_PREFIX + "*", count=100):
-        owned.update(text(tag) for tag in client.smembers(key))
-    unowned = {tag for tag in old if tag not in owned}
-    confirmed = unowned & suspected
-    suspected.clear()
-    suspected.update(unowned - confirmed)
+    for keys in _owned_pages(client):
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.smembers(key)
+        for members in pipe.execute():
+            owned.update(text(tag) for tag in members)
+    now = redis_now(client)
+    earlier = {text(tag): json.loads(sighting) for tag, sighting in client.hgetall(UNOWNED_SUSPECTS).items()}
+    confirmed: dict[str, float | None] = {}
+    suspects: dict[str, str] = {}
+    for tag in sorted(old.keys() - owned):
+        first_seen, score = earlier.get(tag, (now, old[tag]))
+        if score != old[tag]:  # delivered again since it was first seen: a new delivery, a new sighting
+            first_seen = now
+        if now - first_seen >= scan_every * 0.9:
+            confirmed[tag] = old[tag]
+        else:
+            suspects[tag] = json.dumps([first_seen, old[tag]])
+    # Rewritten whole: a tag owned since, or gone from `unacked`, is suspected no more.
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(UNOWNED_SUSPECTS)
+    if suspects:
+        pipe.hset(UNOWNED_SUSPECTS, mapping=suspects)
+        pipe.expire(UNOWNED_SUSPECTS, int(scan_every * 10) + 1)
+    pipe.execute()
     if not confirmed:
         return 0
-    restored = tags_restore(app, {tag: old[tag] for tag in sorted(confirmed)})
+    restored = tags_restore(app, confirmed)
     if restored:
         logger.warning("%d unacknowledged job(s) no worker owns put back in their queues", restored)
     return restored
 
 
 def dead_workers_recover(app: Any, client: Any, *, scan_every: float, own_id: str = "") -> int:
-    """Put the unacknowledged jobs of every dead worker back in their queues; returns how many."""
+    """Put the unacknowledged jobs of every dead worker back in their queues; returns how many. The owned
+    sets of a SCAN reply are judged in one round trip: each lease's EXISTS, and one MGET of suspicions."""
     recovered = 0
-    for key in client.scan_iter(match=OWNED_PREFIX + "*", count=100):
-        worker_id = text(key)[len(OWNED_PREFIX) :]
-        if worker_id == own_id or client.exists(ALIVE_PREFIX + worker_id):
-            client.delete(SUSPECT_PREFIX + worker_id)
-            continue
-        # First seen dead now: note when, and look again at the next scan.
-        suspect_since = client.get(SUSPECT_PREFIX + worker_id)
-        if suspect_since is None:
-            client.set(SUSPECT_PREFIX + worker_id, time.time(), ex=int(scan_every * 10) + 1)
-            continue
-        if time.time() - float(suspect_since) < scan_every * 0.9:
-            continue
-        recovered += worker_jobs_restore(app, client, worker_id)
+    now = redis_now(client)
+    for keys in _owned_pages(client):
+        worker_ids = list(dict.fromkeys(key[len(OWNED_PREFIX) :] for key in keys))
+        pipe = client.pipeline(transaction=False)
+        for worker_id in worker_ids:
+            pipe.exists(ALIVE_PREFIX + worker_id)
+        pipe.mget([SUSPECT_PREFIX + worker_id for worker_id in worker_ids])
+        *alive, suspicions = pipe.execute()
+        judged = [
+            (worker_id, bool(lives) or worker_id == own_id, since)
+            for worker_id, lives, since in zip(worker_ids, alive, suspicions, strict=True)
+        ]
+        # Suspected before, its lease back since (it lost Redis for a moment): suspected no more.
+        cleared = [SUSPECT_PREFIX + worker_id for worker_id, lives, since in judged if lives and since]
+        if cleared:
+            client.delete(*cleared)
+        for worker_id, lives, since in judged:
+            if lives:
+                continue
+            if since is None:  # first seen dead now: note when, and look again at the next scan
+                client.set(SUSPECT_PREFIX + worker_id, now, ex=int(scan_every * 10) + 1)
+                continue
+            if now - float(since) < scan_every * 0.9:
+                continue
+            recovered += worker_jobs_restore(app, client, worker_id)
     return recovered
 
 

@@ -14,10 +14,10 @@ time:
   only if it was still there, adds it to `unacked`. The message lives in exactly one place;
 - a channel whose fetch may have lost a reply (a connection error, a disconnect while it waited) takes a new
   fetcher identity, so its old lists are left to recovery;
-- `fetch_lists_recover`, run by every worker's lease thread (broker/lease.py), moves the messages of every
-  fetch list whose fetcher lease expired back to the consuming end of their queue, in one script per list,
-  so a live fetcher's list is never touched. A late delivery of a message recovery already put back finds it
-  gone from its fetch list and drops it instead of running it twice;
+- `fetch_lists_recover`, run once a scan interval by the worker whose turn it is (broker/lease.py), moves
+  the messages of every fetch list whose fetcher lease expired back to the consuming end of their queue, in
+  one script per list, so a live fetcher's list is never touched. A late delivery of a message recovery
+  already put back finds it gone from its fetch list and drops it instead of running it twice;
 - a message that cannot be delivered (not kombu's, an undecodable body) is moved to `kiln:fetch-malformed`
   for an operator, instead of going round between a crashing worker and recovery.
 
