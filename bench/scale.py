@@ -16,11 +16,11 @@ Five measurements, each on private servers (a redis-server on a free port, a scr
                and prune the same number of times whatever the lifetime, and a short run sees it all.
   idle worker  what one idle worker (its lease, its fetch waits, Celery's heartbeats) costs Redis per second
   queued job   Redis memory (INFO memory used_memory) per job waiting in a queue, from the same publish
-  scan         the dead-worker scan (broker/recovery.py dead_workers_recover, and the fetch lists'
-               fetch_lists_recover, which every worker's lease thread runs every KILN_WORKER_DEAD_AFTER / 3
-               = 10 s) over 10, 100 and 1,000 live leases, alone and among 100,000 other keys: the median
-               time of several scans, Redis commands and server time per scan, and what every worker
-               scanning every 10 s adds up to
+  scan         the recovery scan (broker/recovery.py dead_workers_recover and unowned_jobs_restore, and the
+               fetch lists' fetch_lists_recover, which the worker whose turn it is runs every
+               KILN_WORKER_DEAD_AFTER / 3 = 10 s) over 10, 100 and 1,000 live leases, alone and among
+               100,000 other keys: the median time of several scans, Redis commands and server time per
+               scan, and what one turn every 10 s plus every lease asking for it adds up to
   history      job-history writes on PostgreSQL as fast as 1, 2 and 4 processes can make them, through the
                Recorder the workers use (jobs/history.py, the rollups of metrics/store.py included): each
                process records a batch of FLUSH_AT jobs published (one write, as the web writes it), then
@@ -297,16 +297,21 @@ def leases_seed(server: RedisServer, leases: int, other_keys: int) -> None:
 def scan_measure(
     server: RedisServer, meter: Meter, leases: int, other_keys: int, runs: int
 ) -> dict[str, float]:
-    from broker.recovery import dead_workers_recover
+    """The installation's scans, which one worker runs per scan interval (the one whose turn it is), and
+    what every lease asking for the turn at each interval costs."""
+    from broker.recovery import SCAN_TURN, dead_workers_recover, scan_turn_take, unowned_jobs_restore
     from broker.transport import fetch_lists_recover
 
     leases_seed(server, leases, other_keys)
     client = server.client()
     figures: dict[str, float] = {}
+    client.set(SCAN_TURN, "another-worker", ex=3600)  # held: every request below is one that loses
     scans: dict[str, Callable[[], object]] = {
-        # Every lease is alive: nothing to put back, so no app is needed.
+        # Every lease is alive and no job is unacknowledged: nothing to put back, so no app is needed.
         "dead": lambda: dead_workers_recover(None, client, scan_every=10, own_id=""),
         "fetch": lambda: fetch_lists_recover(client),
+        "unowned": lambda: unowned_jobs_restore(None, client, older_than=90, scan_every=10),
+        "turn": lambda: [scan_turn_take(client, holder="bench", scan_every=10) for _ in range(leases)],
     }
     for name, scan in scans.items():
         before = meter.read()
@@ -474,9 +479,17 @@ def database_table(publisher: Usage, worker: Usage) -> None:
         print(f"{label:<30}{p:>11.3f}{w:>9.3f}{p + w:>9.3f}")
 
 
+PARTS = ("jobs", "scan", "history")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="which measurements to run, comma-separated: jobs (per job, idle worker, queued job), scan, history",
     )
     parser.add_argument("--jobs", type=int, default=3000, help="probe jobs for the per-job figures")
     parser.add_argument("--idle", type=float, default=20.0, help="seconds an idle worker is watched")
@@ -491,36 +504,58 @@ def main() -> int:
     if args.child:
         writer_child(args.child, args.start_at, args.seconds)
         return 0
+    parts = set(args.parts.split(","))
+    if not parts <= set(PARTS):
+        parser.error(f"--parts: choose among {', '.join(PARTS)}")
 
     status = 0
+    jobs: dict = {}
+    scans: dict[tuple[int, int], dict[str, float]] = {}
+    writers: dict[int, float] = {}
     with (
         tempfile.TemporaryDirectory(prefix="kiln-bench-scale-") as tmp,
         scratch_databases(PG_DATABASE, Path(tmp)) as urls,
     ):
         workdir = Path(tmp)
         postgres = next((url for url in urls if url.startswith("postgres")), None)
-        server = start_redis(workdir / "redis")
-        try:
-            environ = stack_environment(workdir / "var", server.url, DATABASE_URL=postgres or urls[0])
-            migrated = run_manage(environ, "migrate", "--verbosity=0", timeout=300)
-            assert migrated.returncode == 0, migrated.stderr
-            meter = Meter(server, PG_DATABASE if postgres else None)
-            print(f"per job: {args.jobs} probe jobs through worker-default ...", flush=True)
-            jobs = per_job(server, environ, meter, args.jobs, args.idle)
-            scans = {}
-            scan_meter = Meter(server, None)
-            for leases in (int(n) for n in args.leases.split(",")):
-                for other in sorted({0, args.other_keys}):
-                    print(f"scan: {leases} leases, {other} other keys ...", flush=True)
-                    scans[(leases, other)] = scan_measure(server, scan_meter, leases, other, args.scan_runs)
-        finally:
-            server.stop()
-        writers: dict[int, float] = {}
-        if postgres:
+        environ = {}
+        if parts & {"jobs", "scan"}:
+            server = start_redis(workdir / "redis")
+            try:
+                if "jobs" in parts:
+                    environ = stack_environment(workdir / "var", server.url, DATABASE_URL=postgres or urls[0])
+                    migrated = run_manage(environ, "migrate", "--verbosity=0", timeout=300)
+                    assert migrated.returncode == 0, migrated.stderr
+                    meter = Meter(server, PG_DATABASE if postgres else None)
+                    print(f"per job: {args.jobs} probe jobs through worker-default ...", flush=True)
+                    jobs = per_job(server, environ, meter, args.jobs, args.idle)
+                if "scan" in parts:
+                    scan_meter = Meter(server, None)
+                    for leases in (int(n) for n in args.leases.split(",")):
+                        for other in sorted({0, args.other_keys}):
+                            print(f"scan: {leases} leases, {other} other keys ...", flush=True)
+                            scans[(leases, other)] = scan_measure(
+                                server, scan_meter, leases, other, args.scan_runs
+                            )
+            finally:
+                server.stop()
+        if postgres and "history" in parts:
             for processes in (int(n) for n in args.writers.split(",")):
                 print(f"history: {processes} writer process(es) for {args.seconds:.0f} s ...", flush=True)
                 writers[processes] = writers_run(postgres, workdir / "var", processes, args.seconds)
 
+    if jobs:
+        jobs_tables(jobs, environ, args, postgres is not None)
+    if scans:
+        print()
+        scan_table(scans, args.scan_runs)
+    if "history" in parts:
+        print()
+        status = history_table(writers, args.seconds)
+    return status
+
+
+def jobs_tables(jobs: dict, environ: dict[str, str], args: argparse.Namespace, postgres: bool) -> None:
     concurrency = environ["KILN_DEFAULT_CONCURRENCY"]
     print()
     print(
@@ -556,33 +591,43 @@ def main() -> int:
         f"== Redis memory per queued job (used_memory after publishing {args.jobs} with no worker): "
         f"{memory:,.0f} bytes, {1e9 / memory:,.0f} queued jobs per GB"
     )
-    print()
+
+
+def scan_table(scans: dict[tuple[int, int], dict[str, float]], scan_runs: int) -> None:
     print(
-        "== Dead-worker scan: one worker's scan (median of "
-        f"{args.scan_runs}), and every worker scanning every 10 s"
+        f"== Recovery scan: one turn's scans (median of {scan_runs}), and the installation per 10 s: one turn "
+        "plus every lease asking for it"
     )
-    print(f"{'':>19}{'dead_workers_recover':^30}{'fetch_lists_recover':^20}{'every lease, every 10 s':^32}")
+    print(
+        f"{'':>19}{'dead_workers_recover':^30}{'fetch_lists_recover':^22}{'unowned':^8}{'turn asked':^14}"
+        f"{'installation, every 10 s':^24}"
+    )
     print(
         f"{'leases':>7}{'other keys':>12}{'ms':>8}{'cmds':>7}{'SCANs':>7}{'CPU ms':>8}"
-        f"{'ms':>8}{'cmds':>6}{'CPU ms':>8}{'cmds/s':>12}{'Redis CPU':>12}"
+        f"{'ms':>8}{'cmds':>6}{'CPU ms':>8}{'cmds':>8}{'cmds':>6}{'CPU ms':>8}{'cmds/s':>12}{'Redis CPU':>12}"
     )
     for (leases, other), f in scans.items():
-        commands = f["dead.commands"] + f["fetch.commands"]
-        cpu_seconds = (f["dead.cpu_ms"] + f["fetch.cpu_ms"]) / 1000
-        scans_per_second = leases / 10
+        every_interval = ("dead", "fetch", "unowned", "turn")
+        commands = sum(f[f"{name}.commands"] for name in every_interval)
+        cpu_seconds = sum(f[f"{name}.cpu_ms"] for name in every_interval) / 1000
         print(
             f"{leases:>7,}{other:>12,}{f['dead.ms']:>8.1f}{f['dead.commands']:>7.0f}{f['dead.scan_calls']:>7.0f}"
             f"{f['dead.cpu_ms']:>8.2f}{f['fetch.ms']:>8.1f}{f['fetch.commands']:>6.0f}{f['fetch.cpu_ms']:>8.2f}"
-            f"{commands * scans_per_second:>12,.0f}{cpu_seconds * scans_per_second:>12.0%}"
+            f"{f['unowned.commands']:>8.0f}{f['turn.commands']:>6.0f}{f['turn.cpu_ms']:>8.2f}"
+            f"{commands / 10:>12,.1f}{cpu_seconds / 10:>12.2%}"
         )
     print(
-        "(ms: one scan's median time seen by the worker; CPU ms: Redis's CPU time per scan; Redis CPU: of one "
-        "core, as Redis runs commands on one thread)"
+        "(ms: one scan's median time seen by the scanning worker; CPU ms: Redis's CPU time per scan; unowned: "
+        "the look for old unacknowledged jobs, none here; turn asked: the SET NX every lease sends every 10 s, "
+        "all but one refused; Redis CPU: of one core, as Redis runs commands on one thread)"
     )
-    print()
+
+
+def history_table(writers: dict[int, float], seconds: float) -> int:
+    status = 0
     if writers:
         print(
-            f"== Job-history writes on PostgreSQL (Recorder + rollups, batches of 200, {args.seconds:.0f} s each)"
+            f"== Job-history writes on PostgreSQL (Recorder + rollups, batches of 200, {seconds:.0f} s each)"
         )
         print(f"{'processes':>9}{'jobs/min':>12}{'/ 10,000':>10}")
         for processes, rate in writers.items():

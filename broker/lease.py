@@ -18,6 +18,7 @@ from broker.recovery import (
     UNACKED_INDEX,
     dead_workers_recover,
     owned_prune,
+    scan_turn_take,
     tags_restore,
     text,
     unacked_deliveries,
@@ -52,7 +53,6 @@ class WorkerLease:
         # Set once the lease is given back: nothing is acknowledged through it after that.
         self.returned = False
         self.suspected: set[str] = set()
-        self.unowned_suspected: set[str] = set()
         self.pending: set[str] = set()
         self.pending_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="kiln-worker-lease", daemon=True)
@@ -144,17 +144,7 @@ class WorkerLease:
                 now = time.monotonic()
                 if now - last_scan >= scan_every:
                     last_scan = now
-                    dead_workers_recover(self.app, self.client, scan_every=scan_every, own_id=self.id)
-                    # Messages taken from a queue by a consumer that died before recording them (broker/transport.py).
-                    fetch_lists_recover(self.client)
-                    self.orphans_restore()
-                    # Three lease lifetimes: far longer than a delivery takes to be claimed.
-                    unowned_jobs_restore(
-                        self.app,
-                        self.client,
-                        older_than=self.dead_after * 3,
-                        suspected=self.unowned_suspected,
-                    )
+                    self.scan(scan_every)
                 if now - last_prune >= self.dead_after:
                     last_prune = now
                     owned_prune(self.client, OWNED_PREFIX + self.id)
@@ -162,6 +152,25 @@ class WorkerLease:
                 logger.warning("worker lease %s: broker unreachable", self.id, exc_info=True)
             if self.stopping.wait(renew_every):
                 return
+
+    def scan(self, scan_every: float) -> bool:
+        """One scan, every `scan_every` seconds: this worker's own lost jobs, and the whole installation's
+        leftovers when it is this worker's turn (True then)."""
+        turn = scan_turn_take(self.client, holder=self.id, scan_every=scan_every)
+        if turn:
+            self.installation_recover(scan_every)
+        # Its own jobs: only this worker knows which it still holds.
+        self.orphans_restore()
+        return turn
+
+    def installation_recover(self, scan_every: float) -> None:
+        """The scans of every worker's and fetcher's leftovers (broker/recovery.py), run by the worker whose
+        turn it is: each reads the whole installation, and one of them per scan interval is enough."""
+        dead_workers_recover(self.app, self.client, scan_every=scan_every, own_id=self.id)
+        # Messages taken from a queue by a consumer that died before recording them (broker/transport.py).
+        fetch_lists_recover(self.client)
+        # Three lease lifetimes: far longer than a delivery takes to be claimed.
+        unowned_jobs_restore(self.app, self.client, older_than=self.dead_after * 3, scan_every=scan_every)
 
     def orphans_restore(self) -> int:
         """Put back this worker's own jobs that it no longer knows: after a lost broker connection Celery

@@ -9,24 +9,31 @@ job still running would be handed out twice. Kiln gets them back within a minute
   with an expiry of DEAD_AFTER (KILN_WORKER_DEAD_AFTER_SECONDS, 30 s), where <id> is hostname, pid and a
   random part, so a worker restarted under the same name is a new lease;
 - when the main process receives a job, it adds the message's delivery tag to `kiln:worker-owned:<id>`;
-- every DEAD_AFTER / 3 seconds each worker looks for owned sets whose lease has expired. One found twice,
-  a scan apart (so a live worker that lost Redis for a moment gets to renew first), is dead. The first
-  worker to rename its set to `kiln:worker-recovering:<id>` (one script, only while the lease is still
-  expired) recovers it: each of its tags still in `unacked` goes back to its queue in a WATCH/MULTI
-  transaction (what kombu's `restore_by_tag` does, plus a check that the entry is still the same delivery,
-  by its `unacked_index` time: a message keeps its tag when it is handed out again), and the set is
-  deleted. A recovery that fails half-way (Redis gone) hands the set back for the next scan.
+- every DEAD_AFTER / 3 seconds one worker, whichever takes the turn (`kiln:recovery-scan`, a key set if
+  absent and expiring after 0.9 of that interval), looks for owned sets whose lease has expired: one scan
+  for the whole installation, not one per worker, as each reads every lease. One found twice, a scan
+  apart (so a live worker that lost Redis for a moment gets to renew first), is dead; the first sighting is
+  kept in Redis (`kiln:worker-suspect:<id>`, on Redis's clock), as the next turn is often another
+  worker's. The first worker to rename its set to `kiln:worker-recovering:<id>` (one script, only while
+  the lease is still expired) recovers it, so two scans that overlap (a turn outlived) recover it once:
+  each of its tags still in `unacked` goes back to its queue in a WATCH/MULTI transaction (what kombu's
+  `restore_by_tag` does, plus a check that the entry is still the same delivery, by its `unacked_index`
+  time: a message keeps its tag when it is handed out again), and the set is deleted. A recovery that
+  fails half-way (Redis gone) hands the set back for the next scan.
 
-Three more leaks are closed the same way, by every worker at every scan:
+Three more leaks are closed the same way, the first and the last by the worker whose turn it is, the
+second by every worker at every scan:
 - messages a consumer took from a queue but never recorded unacknowledged (Redis died in between, or the
   connection broke before the reply arrived) sit in that consumer's fetch list; once its fetcher lease
   expires they go back (broker/transport.py, the reliable fetch);
-- its own jobs it no longer knows (after a lost connection Celery forgets the prefetched ones, while
+- a worker's own jobs it no longer knows (after a lost connection Celery forgets the prefetched ones, while
   Redis still holds them as unacknowledged) go back when seen twice in a row; the running ones finish,
   and their acknowledgement, which their closed channel cannot send, goes through the lease's connection
-  (`WorkerLease.acknowledge`, broker/lease.py); one whose acknowledgement fails (Redis gone again) goes back the same way;
+  (`WorkerLease.acknowledge`, broker/lease.py); one whose acknowledgement fails (Redis gone again) goes
+  back the same way;
 - jobs unacknowledged for three lease lifetimes that no lease owns (delivered by Redis just before a
-  connection broke, never claimed) go back when seen twice in a row.
+  connection broke, never claimed) go back when seen so twice, a scan apart, the same delivery both times
+  (the first sightings are kept in Redis, `kiln:unowned-suspects`).
 Every worker must run with this module (all of Kiln's do): a job held by a worker without a lease would
 be taken for an unowned one.
 
@@ -42,6 +49,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from kombu.utils.json import loads
@@ -54,6 +62,19 @@ ALIVE_PREFIX = "kiln:worker-alive:"
 OWNED_PREFIX = "kiln:worker-owned:"
 SUSPECT_PREFIX = "kiln:worker-suspect:"
 RECOVERING_PREFIX = "kiln:worker-recovering:"  # a dead worker's owned set, taken by the worker recovering it
+# The installation's scans are one worker's turn at a time (scan_turn_take); the key holds its lease id.
+SCAN_TURN = "kiln:recovery-scan"
+# Jobs found unowned at the last scan: a hash of delivery tag to JSON [first seen, unacked_index score].
+UNOWNED_SUSPECTS = "kiln:unowned-suspects"
+# A scan turn lasts this share of a scan interval: the first worker to ask once it expired takes the next,
+# and a worker asking once an interval finds its own expired.
+TURN_SHARE = 0.9
+# A sighting (of a dead worker, of an unowned job) confirms one made at least this share of an interval
+# before. Successive turns are TURN_SHARE apart at least, less the moments between taking a turn and
+# reading Redis's clock: with many workers asking, the next turn is taken as soon as the last expires.
+SIGHTINGS_APART = 0.8
+# Keys a SCAN call looks at: fewer, larger replies for a keyspace that holds more than Kiln's keys.
+SCAN_COUNT = 1000
 # kombu's Redis transport: the hash of unacknowledged messages by delivery tag, and its index by time.
 UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
 
@@ -113,11 +134,37 @@ def owned_prune(client: Any, key: str) -> None:
         client.srem(key, *gone)
 
 
-def unowned_jobs_restore(app: Any, client: Any, *, older_than: float, suspected: set[str]) -> int:
+def redis_now(client: Any) -> float:
+    """Redis's own clock: successive scans are made by different workers, on hosts whose clocks may differ;
+    a suspicion written by one and judged by another is timed on one clock."""
+    seconds, microseconds = client.time()
+    return seconds + microseconds / 1_000_000
+
+
+def scan_turn_take(client: Any, *, holder: str, scan_every: float) -> bool:
+    """True when this worker is to run the installation's scans now: the first to ask after the last turn
+    expired. The turn lasts TURN_SHARE of a scan interval, so the workers, each asking once an interval,
+    between them scan once an interval, whatever their number. A scan that outlives its turn at worst runs
+    beside the next: every step of recovery is safe run twice at once."""
+    return bool(client.set(SCAN_TURN, holder, nx=True, px=max(int(scan_every * TURN_SHARE * 1000), 1)))
+
+
+def _owned_pages(client: Any) -> Iterator[list[str]]:
+    """The owned sets, a SCAN reply at a time (SCAN may name a key twice)."""
+    cursor = None
+    while cursor != 0:
+        cursor, keys = client.scan(cursor=cursor or 0, match=OWNED_PREFIX + "*", count=SCAN_COUNT)
+        if keys:
+            yield [text(key) for key in keys]
+
+
+def unowned_jobs_restore(app: Any, client: Any, *, older_than: float, scan_every: float) -> int:
     """Put back jobs unacknowledged for longer than `older_than` seconds that no lease owns: delivered by
     Redis just before a connection broke, they never reached a worker's hands (or its claim). A tag goes
-    back once found unowned at two scans in a row (`suspected` carries the first sighting): a worker whose
-    claim failed while Redis was away writes it only after Redis is back, and may be running the job."""
+    back once found unowned at two scans a scan apart (SIGHTINGS_APART), the same delivery both times: a
+    worker whose claim failed while Redis was away writes it only after Redis is back, and may be running
+    the job. The first sighting is kept in Redis (UNOWNED_SUSPECTS): the next scan may be another
+    worker's."""
     old = {
         text(tag): score
         for tag, score in client.zrangebyscore(
@@ -125,39 +172,71 @@ def unowned_jobs_restore(app: Any, client: Any, *, older_than: float, suspected:
         )
     }
     if not old:
-        suspected.clear()
+        client.delete(UNOWNED_SUSPECTS)
         return 0
     owned: set[str] = set()
-    for key in client.scan_iter(match=OWNED_PREFIX + "*", count=100):
-        owned.update(text(tag) for tag in client.smembers(key))
-    unowned = {tag for tag in old if tag not in owned}
-    confirmed = unowned & suspected
-    suspected.clear()
-    suspected.update(unowned - confirmed)
+    for keys in _owned_pages(client):
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.smembers(key)
+        for members in pipe.execute():
+            owned.update(text(tag) for tag in members)
+    now = redis_now(client)
+    earlier = {text(tag): json.loads(sighting) for tag, sighting in client.hgetall(UNOWNED_SUSPECTS).items()}
+    confirmed: dict[str, float | None] = {}
+    suspects: dict[str, str] = {}
+    for tag in sorted(old.keys() - owned):
+        first_seen, score = earlier.get(tag, (now, old[tag]))
+        if score != old[tag]:  # delivered again since it was first seen: a new delivery, a new sighting
+            first_seen = now
+        if now - first_seen >= scan_every * SIGHTINGS_APART:
+            confirmed[tag] = old[tag]
+        else:
+            suspects[tag] = json.dumps([first_seen, old[tag]])
+    # Rewritten whole: a tag owned since, or gone from `unacked`, is suspected no more.
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(UNOWNED_SUSPECTS)
+    if suspects:
+        pipe.hset(UNOWNED_SUSPECTS, mapping=suspects)
+        pipe.expire(UNOWNED_SUSPECTS, int(scan_every * 10) + 1)
+    pipe.execute()
     if not confirmed:
         return 0
-    restored = tags_restore(app, {tag: old[tag] for tag in sorted(confirmed)})
+    restored = tags_restore(app, confirmed)
     if restored:
         logger.warning("%d unacknowledged job(s) no worker owns put back in their queues", restored)
     return restored
 
 
 def dead_workers_recover(app: Any, client: Any, *, scan_every: float, own_id: str = "") -> int:
-    """Put the unacknowledged jobs of every dead worker back in their queues; returns how many."""
+    """Put the unacknowledged jobs of every dead worker back in their queues; returns how many. The owned
+    sets of a SCAN reply are judged in one round trip: each lease's EXISTS, and one MGET of suspicions."""
     recovered = 0
-    for key in client.scan_iter(match=OWNED_PREFIX + "*", count=100):
-        worker_id = text(key)[len(OWNED_PREFIX) :]
-        if worker_id == own_id or client.exists(ALIVE_PREFIX + worker_id):
-            client.delete(SUSPECT_PREFIX + worker_id)
-            continue
-        # First seen dead now: note when, and look again at the next scan.
-        suspect_since = client.get(SUSPECT_PREFIX + worker_id)
-        if suspect_since is None:
-            client.set(SUSPECT_PREFIX + worker_id, time.time(), ex=int(scan_every * 10) + 1)
-            continue
-        if time.time() - float(suspect_since) < scan_every * 0.9:
-            continue
-        recovered += worker_jobs_restore(app, client, worker_id)
+    now = redis_now(client)
+    for keys in _owned_pages(client):
+        worker_ids = list(dict.fromkeys(key[len(OWNED_PREFIX) :] for key in keys))
+        pipe = client.pipeline(transaction=False)
+        for worker_id in worker_ids:
+            pipe.exists(ALIVE_PREFIX + worker_id)
+        pipe.mget([SUSPECT_PREFIX + worker_id for worker_id in worker_ids])
+        *alive, suspicions = pipe.execute()
+        judged = [
+            (worker_id, bool(lives) or worker_id == own_id, since)
+            for worker_id, lives, since in zip(worker_ids, alive, suspicions, strict=True)
+        ]
+        # Suspected before, its lease back since (it lost Redis for a moment): suspected no more.
+        cleared = [SUSPECT_PREFIX + worker_id for worker_id, lives, since in judged if lives and since]
+        if cleared:
+            client.delete(*cleared)
+        for worker_id, lives, since in judged:
+            if lives:
+                continue
+            if since is None:  # first seen dead now: note when, and look again at the next scan
+                client.set(SUSPECT_PREFIX + worker_id, now, ex=int(scan_every * 10) + 1)
+                continue
+            if now - float(since) < scan_every * SIGHTINGS_APART:
+                continue
+            recovered += worker_jobs_restore(app, client, worker_id)
     return recovered
 
 

@@ -14,10 +14,10 @@ time:
   only if it was still there, adds it to `unacked`. The message lives in exactly one place;
 - a channel whose fetch may have lost a reply (a connection error, a disconnect while it waited) takes a new
   fetcher identity, so its old lists are left to recovery;
-- `fetch_lists_recover`, run by every worker's lease thread (broker/lease.py), moves the messages of every
-  fetch list whose fetcher lease expired back to the consuming end of their queue, in one script per list,
-  so a live fetcher's list is never touched. A late delivery of a message recovery already put back finds it
-  gone from its fetch list and drops it instead of running it twice;
+- `fetch_lists_recover`, run once a scan interval by the worker whose turn it is (broker/lease.py), moves
+  the messages of every fetch list whose fetcher lease expired back to the consuming end of their queue, in
+  one script per list, so a live fetcher's list is never touched. A late delivery of a message recovery
+  already put back finds it gone from its fetch list and drops it instead of running it twice;
 - a message that cannot be delivered (not kombu's, an undecodable body) is moved to `kiln:fetch-malformed`
   for an operator, instead of going round between a crashing worker and recovery.
 
@@ -229,16 +229,14 @@ class QoS(kombu_redis.QoS):
         delivery = message.delivery_info
         value = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
         with self.channel.conn_or_acquire() as client:
-            recorded = client.eval(
-                RECORD_SCRIPT,
-                3,
-                fetched.fetch_list,
-                self.unacked_index_key,
-                self.unacked_key,
-                fetched.raw,
-                delivery_tag,
-                time(),
-                value,
+            # Sent by its SHA1 (EVALSHA), not its text, at every job; redis-py loads it again into a Redis
+            # that lost it (a restart) and retries.
+            if self.channel._record_script is None:
+                self.channel._record_script = client.register_script(RECORD_SCRIPT)
+            recorded = self.channel._record_script(
+                keys=[fetched.fetch_list, self.unacked_index_key, self.unacked_key],
+                args=[fetched.raw, delivery_tag, time(), value],
+                client=client,
             )
         self.channel._fetched = None
         if not recorded:
@@ -261,6 +259,7 @@ class Channel(kombu_redis.Channel):
         self._out_of_memory_until = float("-inf")
         self._no_ack_queues: set[str] = set()
         self._redis_version_checked = False
+        self._record_script: Any = None  # RECORD_SCRIPT, registered with redis-py at the first record
         self._fetcher_new()
         super().__init__(*args, **kwargs)
         self.kiln_connection = self.connection.client
@@ -566,12 +565,11 @@ class Transport(kombu_redis.Transport):
 def fetch_lists_recover(client: Any) -> int:
     """Put back the messages of every fetch list whose fetcher is gone; returns how many."""
     restored = 0
+    restore = client.register_script(RESTORE_SCRIPT)  # EVALSHA: its text is not sent once per list
     for member in client.smembers(FETCH_LISTS):
         fetch_list = bytes_to_str(member)
         fetcher_id, key = fetch_list_parts(fetch_list)
-        count = client.eval(
-            RESTORE_SCRIPT, 4, fetch_list, FETCHER_ALIVE_PREFIX + fetcher_id, FETCH_LISTS, key
-        )
+        count = restore(keys=[fetch_list, FETCHER_ALIVE_PREFIX + fetcher_id, FETCH_LISTS, key])
         if count > 0:
             logger.warning("%d message(s) taken by a fetcher that is gone put back in %s", count, key)
             restored += count

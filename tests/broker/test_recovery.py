@@ -1,9 +1,11 @@
 """broker/recovery.py against a real redis-server: a job that no worker's lease owns goes back to its queue
-only once it is seen so at two scans in a row (its worker may write a failed claim only after Redis is
-back, while it runs the job)."""
+only once it is seen so at two scans a scan apart (its worker may write a failed claim only after Redis is
+back, while it runs the job), and a dead worker's jobs only once it is seen dead so; the two scans may be
+two different workers'."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -18,7 +20,10 @@ from broker.recovery import (
     OWNED_PREFIX,
     RECOVERING_PREFIX,
     RESTORED_PREFIX,
+    SUSPECT_PREFIX,
     UNACKED,
+    UNOWNED_SUSPECTS,
+    dead_workers_recover,
     job_park,
     tags_restore,
     unowned_jobs_restore,
@@ -46,15 +51,52 @@ def unacknowledged_job(broker: RedisServer) -> str:
     return tag
 
 
+SCAN_EVERY = 10.0
+
+
+def sightings_age(client: Any, key: str, seconds: float) -> None:
+    """Move the first sightings of unowned jobs (`key`, a hash of JSON [first seen, score]) `seconds` back."""
+    for tag, sighting in client.hgetall(key).items():
+        first_seen, score = json.loads(sighting)
+        client.hset(key, tag, json.dumps([first_seen - seconds, score]))
+
+
 def test_a_job_no_lease_owns_goes_back_when_seen_so_at_two_scans(app: Celery, broker: RedisServer) -> None:
     client = broker.client()
     tag = unacknowledged_job(broker)
-    suspected: set[str] = set()
-    assert unowned_jobs_restore(app, client, older_than=30, suspected=suspected) == 0
-    assert suspected == {tag}
+    assert unowned_jobs_restore(app, client, older_than=30, scan_every=SCAN_EVERY) == 0
+    assert set(client.hkeys(UNOWNED_SUSPECTS)) == {tag}
     assert client.hlen("unacked") == 1
-    assert unowned_jobs_restore(app, client, older_than=30, suspected=suspected) == 1
+    sightings_age(client, UNOWNED_SUSPECTS, SCAN_EVERY)  # the next scan, a scan interval later
+    # Another worker's scan (its own client): the first sighting is in Redis, not in the first one's hands.
+    assert unowned_jobs_restore(app, broker.client(), older_than=30, scan_every=SCAN_EVERY) == 1
     assert (client.llen("high"), client.hlen("unacked")) == (1, 0)
+    assert not client.exists(UNOWNED_SUSPECTS)
+
+
+def test_a_second_sighting_sooner_than_a_scan_apart_does_not_put_a_job_back(
+    app: Celery, broker: RedisServer
+) -> None:
+    """Two workers' scans close together (a turn outlived, a worker asking late) are one sighting: the
+    worker that claims the job once Redis is back must get a whole scan interval to do it."""
+    client = broker.client()
+    tag = unacknowledged_job(broker)
+    assert unowned_jobs_restore(app, client, older_than=30, scan_every=SCAN_EVERY) == 0
+    assert unowned_jobs_restore(app, broker.client(), older_than=30, scan_every=SCAN_EVERY) == 0
+    assert set(client.hkeys(UNOWNED_SUSPECTS)) == {tag}, "still suspected, from its first sighting"
+    assert (client.llen("high"), client.hlen("unacked")) == (0, 1)
+
+
+def test_a_job_delivered_again_since_its_first_sighting_is_seen_anew(
+    app: Celery, broker: RedisServer
+) -> None:
+    client = broker.client()
+    tag = unacknowledged_job(broker)
+    assert unowned_jobs_restore(app, client, older_than=30, scan_every=SCAN_EVERY) == 0
+    sightings_age(client, UNOWNED_SUSPECTS, SCAN_EVERY)
+    client.zadd("unacked_index", {tag: time.time() - 50})  # a later delivery under the same tag
+    assert unowned_jobs_restore(app, client, older_than=30, scan_every=SCAN_EVERY) == 0
+    assert (client.llen("high"), client.hlen("unacked")) == (0, 1)
 
 
 def test_a_claim_written_between_the_two_scans_keeps_the_job_with_its_worker(
@@ -62,12 +104,43 @@ def test_a_claim_written_between_the_two_scans_keeps_the_job_with_its_worker(
 ) -> None:
     client = broker.client()
     tag = unacknowledged_job(broker)
-    suspected: set[str] = set()
-    assert unowned_jobs_restore(app, client, older_than=30, suspected=suspected) == 0
+    assert unowned_jobs_restore(app, client, older_than=30, scan_every=SCAN_EVERY) == 0
     client.sadd(OWNED_PREFIX + "high@host:1:abcd", tag)  # the worker's lease thread, once Redis is back
-    assert unowned_jobs_restore(app, client, older_than=30, suspected=suspected) == 0
+    sightings_age(client, UNOWNED_SUSPECTS, SCAN_EVERY)
+    assert unowned_jobs_restore(app, client, older_than=30, scan_every=SCAN_EVERY) == 0
     assert (client.llen("high"), client.hlen("unacked")) == (0, 1)
-    assert suspected == set()
+    assert not client.exists(UNOWNED_SUSPECTS)
+
+
+def test_a_dead_worker_is_recovered_once_seen_dead_a_scan_apart_by_any_worker(
+    app: Celery, broker: RedisServer
+) -> None:
+    """Successive scans are made by whichever worker has the turn: the first sighting is kept in Redis,
+    on Redis's clock, and a sighting sooner than a scan apart does not count as the second."""
+    client = broker.client()
+    tag = unacknowledged_job(broker)
+    dead = "high@host:1:dead"
+    client.sadd(OWNED_PREFIX + dead, tag)
+    for scanner in ("high@a:1:aaaa", "high@b:2:bbbb"):  # two workers' scans close together
+        assert dead_workers_recover(app, broker.client(), scan_every=SCAN_EVERY, own_id=scanner) == 0
+    assert (client.llen("high"), client.hlen("unacked")) == (0, 1)
+    suspected_at = float(client.get(SUSPECT_PREFIX + dead))
+    client.set(SUSPECT_PREFIX + dead, suspected_at - SCAN_EVERY)  # the next turn, a scan later
+    assert dead_workers_recover(app, broker.client(), scan_every=SCAN_EVERY, own_id="high@c:3:cccc") == 1
+    assert (client.llen("high"), client.hlen("unacked")) == (1, 0)
+    assert not client.exists(SUSPECT_PREFIX + dead, OWNED_PREFIX + dead)
+
+
+def test_a_worker_whose_lease_comes_back_is_suspected_no_more(app: Celery, broker: RedisServer) -> None:
+    client = broker.client()
+    worker = "high@host:1:back"
+    client.sadd(OWNED_PREFIX + worker, "some-tag")
+    assert dead_workers_recover(app, client, scan_every=SCAN_EVERY) == 0
+    assert client.exists(SUSPECT_PREFIX + worker)
+    client.set(ALIVE_PREFIX + worker, 1)  # it lost Redis for a moment, and renewed
+    assert dead_workers_recover(app, client, scan_every=SCAN_EVERY) == 0
+    assert not client.exists(SUSPECT_PREFIX + worker)
+    assert client.exists(OWNED_PREFIX + worker)
 
 
 def test_a_job_put_back_by_one_worker_and_taken_again_is_not_put_back_by_another(
@@ -113,15 +186,6 @@ def test_one_worker_recovers_a_dead_workers_jobs_and_counts_their_death_once(
     assert client.get(RESTORED_PREFIX + tag) == "1"
     assert (client.llen("high"), client.hlen("unacked")) == (1, 0)
     assert not client.exists(OWNED_PREFIX + dead, RECOVERING_PREFIX + dead)
-
-
-@pytest.fixture
-def app(app_broker: RedisServer) -> Celery:
-    """Kiln's Celery app, publishing to the test's Redis (recovery puts jobs back through it); its cached
-    connections are dropped after the test, so no later test in this process publishes there."""
-    from config.celery import app
-
-    return app
 
 
 @pytest.fixture(autouse=True)

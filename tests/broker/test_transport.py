@@ -90,6 +90,28 @@ def test_a_delivered_message_is_unacknowledged_and_in_no_fetch_list(
     assert client.hlen("unacked") == 0
 
 
+def test_a_message_is_recorded_by_the_scripts_sha_even_after_redis_forgot_the_script(
+    broker: RedisServer, consumed: list
+) -> None:
+    """The record script goes by its SHA1 (EVALSHA), not its text at every job; a restarted Redis has an
+    empty script cache, and the channel that registered the script records the next message all the same."""
+    client = broker.client()
+    client.config_resetstat()
+    publish(broker.url, {"n": 1})
+    with connection(broker.url) as conn:
+        drain(conn, [HIGH], consumed)
+        client.script_flush()  # as a restart leaves it
+        publish(broker.url, {"n": 2})
+        drain(conn, [HIGH], consumed)
+        assert [body for body, _ in consumed] == [{"n": 1}, {"n": 2}]
+        assert client.hlen("unacked") == 2
+        for _body, message in consumed:
+            message.ack()
+    commands = client.info("commandstats")
+    assert "cmdstat_eval" not in commands, "a script's text sent with EVAL"
+    assert commands["cmdstat_evalsha"]["calls"] >= 2
+
+
 @pytest.mark.parametrize("reliable", [True, False], ids=["kiln-fetch", "kombu-brpop"])
 def test_a_message_taken_when_redis_is_killed_before_it_is_recorded(tmp_path: Path, reliable: bool) -> None:
     """Redis SIGKILLed (with its append-only file) in the exact window between taking a message and recording
