@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import filesizeformat
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -150,6 +154,10 @@ def removed_text(removed: int, removed_bytes: int) -> str:
     return f"{count(removed)} · {filesizeformat(removed_bytes)}" if removed_bytes else count(removed)
 
 
+def _resumable(run: PurgeRun) -> bool:
+    return run.state == PurgeRun.State.FAILED and run.started_at is not None
+
+
 def _active(run: PurgeRun | None = None) -> bool:
     states = [PurgeRun.State.QUEUED, PurgeRun.State.RUNNING]
     return run.state in states if run else PurgeRun.objects.filter(state__in=states).exists()
@@ -253,7 +261,38 @@ class PurgeRunAdmin(admin.ModelAdmin):
         context = dict(extra_context or {})
         if run is not None:
             context.update(auto_refresh=_active(run), **self._batches_context(run))
+            context["can_resume"] = _resumable(run) and request.user.has_perm("purge.run_policy")
         return super().change_view(request, object_id, form_url, context)
+
+    def get_urls(self):
+        resume = path(
+            "<int:run_id>/resume/", self.admin_site.admin_view(self.resume_view), name="purge_purgerun_resume"
+        )
+        return [resume, *super().get_urls()]
+
+    def resume_view(self, request, run_id: int):
+        """Carry a failed run on from its cursor (POST, with the permission to run a policy)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm("purge.run_policy"):
+            raise PermissionDenied
+        run = get_object_or_404(PurgeRun.objects.select_related("policy"), pk=run_id)
+        with transaction.atomic():
+            resumed = services.purge_run_resume(run=run)
+        if resumed:
+            self.message_user(
+                request,
+                f"{run} resumed from where it stopped ({count(run.examined)} examined so far); it carries on "
+                "on the default queue.",
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(
+                request,
+                f"{run} is {run.state}: only a run that failed after it started can be resumed.",
+                messages.ERROR,
+            )
+        return HttpResponseRedirect(reverse("admin:purge_purgerun_change", args=[run.pk]))
 
     def _batches_context(self, run: PurgeRun) -> dict:
         latest = list(run.batch_set.order_by("-number")[:BATCHES_SHOWN])

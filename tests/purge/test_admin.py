@@ -162,3 +162,50 @@ def test_the_runs_page_lists_its_batches_and_the_same_facts_as_the_list() -> Non
     assert "7 (would go)" in page and "dry run" in page  # noqa: PT018
     assert "nightly schedule" in page
     assert 'nonce="' in page and ' style="' not in page.split('id="purge-batches"')[1]  # noqa: PT018
+
+
+def test_a_failed_run_is_resumed_from_its_page_by_someone_who_may_run_policies(enqueued) -> None:
+    policy = RetentionPolicy.objects.get(target="orphan_media")
+    run = PurgeRun.objects.create(
+        policy=policy,
+        trigger=PurgeRun.Trigger.ADMIN,
+        state=PurgeRun.State.FAILED,
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+        cursor="stray/41",
+        examined=42,
+        error="the media store s3://kiln-media/site is unreachable: could not connect (gave up after 4 attempts)",
+    )
+    page = f"/admin/purge/purgerun/{run.pk}/change/"
+    resume = f"/admin/purge/purgerun/{run.pk}/resume/"
+    viewer = staff()
+    assert "Resume this run" not in viewer.get(page).content.decode()
+    assert viewer.post(resume).status_code == 403
+    operator = staff("run_policy", username="operator")
+    assert "Resume this run" in operator.get(page).content.decode()
+    assert operator.get(resume).status_code == 405
+
+    answer = operator.post(resume, follow=True)
+    run.refresh_from_db()
+    assert (run.state, run.error, run.cursor, run.examined) == (PurgeRun.State.RUNNING, "", "stray/41", 42)
+    assert enqueued == [run.pk]
+    assert "resumed from where it stopped (42 examined so far)" in answer.content.decode()
+    assert "Resume this run" not in answer.content.decode()
+    # Once running, there is nothing to resume.
+    again = operator.post(resume, follow=True).content.decode()
+    assert "is running: only a run that failed after it started can be resumed" in again
+    assert enqueued == [run.pk]
+
+
+def test_resuming_is_csrf_protected(enqueued) -> None:
+    run = PurgeRun.objects.create(
+        policy=RetentionPolicy.objects.get(target="orphan_media"),
+        trigger=PurgeRun.Trigger.ADMIN,
+        state=PurgeRun.State.FAILED,
+        started_at=timezone.now(),
+    )
+    user = get_user_model().objects.create_superuser("root", password="pw-for-tests-only")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    assert client.post(f"/admin/purge/purgerun/{run.pk}/resume/").status_code == 403
+    assert enqueued == []
