@@ -125,6 +125,7 @@ class Result:
     loaded_seconds: float
     other_cores: tuple[float, float]  # other work's CPU during the idle and the loaded phase
     pool_peak: int
+    backlog_lowest: tuple[int | None, int]  # fewest pending images seen while loaded, pool maximum
     nice_seen: set[int]
     slowloris: Series
     slow_open: tuple[int, int]  # slow connections still open at the end / opened
@@ -301,13 +302,15 @@ def nice_levels(processes: list[psutil.Process]) -> set[int]:
 
 
 class Backlog:
-    """Keeps worker-high saturated: uploads photos whenever fewer than `floor` are pending. The queue is
-    FIFO, so polling the oldest pending ids tells how many are left."""
+    """Keeps worker-high saturated: uploads photos whenever fewer than `floor` are pending (running ones
+    included), checked every second. The queue is FIFO, so polling the oldest pending ids tells how many
+    are left; `lowest` is the fewest seen, which says whether the queue ever ran dry."""
 
     def __init__(self, stack: Stack, token: str, photos: Photos, floor: int) -> None:
         self.stack, self.token, self.photos, self.floor = stack, token, photos, floor
         self.pending: list[int] = []
         self.uploaded = 0
+        self.lowest: int | None = None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -317,9 +320,10 @@ class Backlog:
             self.uploaded += 1
 
     def run(self) -> None:
-        while not self.stop.wait(3):
+        while not self.stop.wait(1):
             answer = statuses(self.stack, self.token, self.pending[: self.floor])
             self.pending = [i for i in self.pending if answer.get(i, "pending") == "pending"]
+            self.lowest = min(len(self.pending), self.lowest if self.lowest is not None else self.floor)
             self.top_up()
 
 
@@ -514,11 +518,14 @@ def run_configuration(
             )
 
             print("  loaded ...", flush=True)
-            floor = 2 * int(environ["KILN_HIGH_MAX_PROCESSES"])
+            # Four times the pool: about ten seconds of work here, a second's poll and the uploads
+            # to refill it (each a few hundred ms while the machine is saturated) never empty it.
+            floor = 4 * int(environ["KILN_HIGH_MAX_PROCESSES"])
             backlog = Backlog(stack, token, photos, floor)
             backlog.top_up()
             backlog.thread.start()
             time.sleep(5)  # the autoscaler grows worker-high to its maximum within about 2 s
+            backlog.lowest = None  # the fewest pending while measuring, not while the pool grew
             began, meter = time.time(), OtherCpu()
             loaded, loaded_seconds = sample(clients, args.samples, args.rate)
             ended, other_loaded = time.time(), meter.cores()
@@ -552,6 +559,7 @@ def run_configuration(
         loaded_seconds=loaded_seconds,
         other_cores=(other_idle, other_loaded),
         pool_peak=pool_peak,
+        backlog_lowest=(backlog.lowest, int(environ["KILN_HIGH_MAX_PROCESSES"])),
         nice_seen=nice_seen,
         slowloris=slow,
         slow_open=(opened[0], opened[1]),
@@ -601,6 +609,12 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
         print(
             f"loaded phase {result.loaded_seconds:.0f} s, worker-high {result.pool_peak} pool processes at its end, "
             f"nice levels seen in worker-high: {sorted(result.nice_seen)}"
+        )
+        lowest, pool = result.backlog_lowest
+        saturated = lowest is not None and lowest > pool
+        print(
+            f"backlog: at least {lowest} photos pending (running ones included) at every check, "
+            f"pool maximum {pool}: {'saturated' if saturated else 'RAN DRY, throughput understated'}"
         )
         if not met:
             missed[c.name].append("latency")
