@@ -46,6 +46,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -314,10 +315,15 @@ class Backlog:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
-    def top_up(self) -> None:
-        while len(self.pending) < self.floor:
-            self.pending.append(upload(self.stack, self.token, *self.photos.next()))
-            self.uploaded += 1
+    def top_up(self, to: int | None = None) -> None:
+        """Up to `to` (the floor by default) pending, three uploads at a time: one upload after another
+        cannot keep up while a saturated machine starves the web, which is the very thing measured."""
+        need = (to or self.floor) - len(self.pending)
+        if need > 0:
+            with ThreadPoolExecutor(3) as pool:
+                names = [self.photos.next() for _ in range(need)]
+                self.pending.extend(pool.map(lambda photo: upload(self.stack, self.token, *photo), names))
+            self.uploaded += need
 
     def run(self) -> None:
         while not self.stop.wait(1):
@@ -518,11 +524,11 @@ def run_configuration(
             )
 
             print("  loaded ...", flush=True)
-            # Four times the pool: about ten seconds of work here, a second's poll and the uploads
-            # to refill it (each a few hundred ms while the machine is saturated) never empty it.
-            floor = 4 * int(environ["KILN_HIGH_MAX_PROCESSES"])
+            # Eight times the pool (about ten seconds of work here) is refilled every second; the
+            # first --backlog photos carry the pool while a starved web refills slowly.
+            floor = 8 * int(environ["KILN_HIGH_MAX_PROCESSES"])
             backlog = Backlog(stack, token, photos, floor)
-            backlog.top_up()
+            backlog.top_up(max(floor, args.backlog))
             backlog.thread.start()
             time.sleep(5)  # the autoscaler grows worker-high to its maximum within about 2 s
             backlog.lowest = None  # the fewest pending while measuring, not while the pool grew
@@ -708,6 +714,9 @@ def main() -> int:
     parser.add_argument(
         "--settle", type=float, default=20, help="seconds for running thumbnails to finish (20)"
     )
+    parser.add_argument(
+        "--backlog", type=int, default=300, help="photos uploaded before the loaded phase (300)"
+    )
     parser.add_argument("--slow", type=int, default=300, help="slowloris connections (300)")
     parser.add_argument(
         "--slowloris-samples", type=int, default=400, help="normal requests under slowloris (400)"
@@ -719,7 +728,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.samples, args.ready_seconds = 50, 15
-        args.settle, args.slow, args.slowloris_samples = 10, 50, 60
+        args.settle, args.slow, args.slowloris_samples, args.backlog = 10, 50, 60, 60
     configurations = args.config or [
         Configuration.parse("today"),
         Configuration.parse("high-nice-5:KILN_HIGH_NICE=5"),
