@@ -715,7 +715,7 @@ def main() -> int:
         "--settle", type=float, default=20, help="seconds for running thumbnails to finish (20)"
     )
     parser.add_argument(
-        "--backlog", type=int, default=300, help="photos uploaded before the loaded phase (300)"
+        "--backlog", type=int, default=600, help="photos uploaded before the loaded phase (600)"
     )
     parser.add_argument("--slow", type=int, default=300, help="slowloris connections (300)")
     parser.add_argument(
