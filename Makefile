@@ -101,7 +101,7 @@ stop: $(INSTALLED)
 # Each benchmark prints its figures side by side and exits 1 when a target is missed; run them all.
 bench: setup
 	@status=0; \
-	for script in bench/isolation.py bench/thumbnails.py bench/purge.py bench/overhead.py bench/rollups.py bench/issues.py bench/search.py bench/scale.py bench/fetch.py bench/load.py bench/flood.py bench/web_server.py; do \
+	for script in bench/isolation.py bench/thumbnails.py bench/purge.py bench/overhead.py bench/rollups.py bench/issues.py bench/search.py bench/scale.py bench/fetch.py bench/load.py bench/flood.py bench/web_server.py bench/responsive.py; do \
 		echo "== $$script"; $(PY) $$script || status=1; echo; \
 	done; \
 	exit $$status
