@@ -690,7 +690,8 @@ def main() -> int:
         action="append",
         type=Configuration.parse,
         help="NAME[:KILN_VAR=VALUE,...], repeatable; the first is the baseline, the last the candidate "
-        "(default: today, high-nice-5:KILN_HIGH_NICE=5)",
+        "(default: today, then the one configuration measured to meet every target so far, "
+        "high-nice-10-max-4:KILN_HIGH_NICE=10,KILN_HIGH_MAX_PROCESSES=4)",
     )
     parser.add_argument("--samples", type=int, default=500, help="per page, route and phase (500)")
     parser.add_argument(
@@ -731,7 +732,9 @@ def main() -> int:
         args.settle, args.slow, args.slowloris_samples, args.backlog = 10, 50, 60, 60
     configurations = args.config or [
         Configuration.parse("today"),
-        Configuration.parse("high-nice-5:KILN_HIGH_NICE=5"),
+        # Nice 5 alone left the pages at 7-10x their idle p99 (bench runs of 2026-12-04); nice 10 with the
+        # pool capped at twice the cores met every target. Not shipped yet: #15 carries on from here.
+        Configuration.parse("high-nice-10-max-4:KILN_HIGH_NICE=10,KILN_HIGH_MAX_PROCESSES=4"),
     ]
     results: list[Result] = []
     for configuration in configurations:
