@@ -31,6 +31,12 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         KILN_PENDING_SWEEP_SECONDS="3",
         KILN_OUTBOX_SWEEP_SECONDS="3",
         KILN_OUTBOX_GRACE_SECONDS="2",
+        # The elected beat stops when its leader cannot renew the lock in Redis (within a heartbeat of an
+        # outage, 5 s by default), and sends each overdue entry once when it is elected again. The slots it
+        # sends before it notices are what the outbox keeps: a heartbeat longer than this test's outage makes
+        # every slot of the outage such a slot, so the test sees one for sure.
+        KILN_BEAT_LOCK_SECONDS="1200",
+        KILN_BEAT_HEARTBEAT_SECONDS="500",
     ) as stack:
         stack.wait_until_running()
         yield stack
