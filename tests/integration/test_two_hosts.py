@@ -121,7 +121,16 @@ def test_a_killed_hosts_jobs_are_finished_by_the_other_host_nothing_lost_nothing
     assert started_on_b - finished_on_b, "the kill should catch at least one slow job mid-run"
 
     a.worker_start("worker-high")
-    wait_for(lambda: all_ready(a, token, ids), timeout=180, what="host A to finish every image")
+    wait_for(
+        lambda: all_ready(a, token, ids),
+        timeout=180,
+        # Which images are left, and what Redis still holds, should this ever time out.
+        what=lambda: (
+            f"host A to finish every image: {[(i, im['status']) for i, im in a.images(token, ids).items()]}, "
+            f"unacked {broker.client().hlen('unacked')}, queue high {broker.client().llen('high')}, "
+            f"keys {sorted(broker.client().keys('kiln:*'))[:20]}, history {jobs_by_image(a)}"
+        ),
+    )
     wait_for(
         lambda: {record["key"] for record in probe.finished()} >= set(keys),
         timeout=120,
