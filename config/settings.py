@@ -32,7 +32,7 @@ from config.env import (
 )
 from config.queues import QueueSpec, celery_queues, celery_routes, longest_time_limit, queues_check
 from config.secrets import mask
-from media.location import media_location, storage_setting
+from mediastore.location import media_location, storage_setting
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 _env = os.environ
@@ -224,7 +224,7 @@ STATIC_ROOT = env_path(_env, "STATIC_ROOT", KILN_VAR_DIR / "static")
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env_path(_env, "MEDIA_ROOT", KILN_VAR_DIR / "media")
 # Where originals and renditions live: unset, files under MEDIA_ROOT (one host); s3://bucket/prefix?endpoint=…
-# an S3 bucket shared by every host (media/location.py), with its keys in KILN_S3_ACCESS_KEY_ID and
+# an S3 bucket shared by every host (mediastore/location.py), with its keys in KILN_S3_ACCESS_KEY_ID and
 # KILN_S3_SECRET_ACCESS_KEY. Originals stay private; renditions are shown through signed URLs.
 KILN_MEDIA_LOCATION = media_location(env_str(_env, "KILN_MEDIA_STORAGE", ""))
 STORAGES = {

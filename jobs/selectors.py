@@ -28,7 +28,7 @@ from jobs.issues import message_normalised
 from jobs.models import Job
 from jobs.rejections import Rejections, rejections_as_dict, rejections_read
 from jobs.schedules import Entry, JobFacts, ScheduleState, schedule_state
-from media import store as media_store
+from mediastore import store as media_store
 from outbox.selectors import Backlog
 from outbox.selectors import backlog as outbox_backlog
 

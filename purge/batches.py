@@ -12,7 +12,7 @@ from django.db.models import Model, QuerySet
 from django.db.models.deletion import get_candidate_relations_to_delete
 from django.db.models.signals import post_delete, pre_delete
 
-from media import store
+from mediastore import store
 from purge import registry
 
 

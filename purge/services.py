@@ -16,7 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from media.store import StorageUnavailable
+from mediastore.store import StorageUnavailable
 from outbox import services as outbox
 from purge import batches, registry
 from purge.models import PurgeBatch, PurgeRun, RetentionPolicy

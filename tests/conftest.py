@@ -129,7 +129,7 @@ def s3_media(settings, s3_server: S3Server, request) -> S3Server:
     import re
     import secrets
 
-    from media.location import media_location, storage_setting
+    from mediastore.location import media_location, storage_setting
 
     prefix = "t-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40] + "-" + secrets.token_hex(3)
     environ = s3_server.environment(prefix)

@@ -15,7 +15,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from media.store import StorageUnavailable
+from mediastore.store import StorageUnavailable
 from thumbnails import imaging, storage
 from thumbnails.models import Image, InputRejection, Rendition
 

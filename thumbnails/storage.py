@@ -1,9 +1,9 @@
-"""Content-addressed names: the same bytes always land at the same name, written atomically (media.store), so a
+"""Content-addressed names: the same bytes always land at the same name, written atomically (mediastore.store), so a
 redelivered or repeated job rewrites identical content at an identical name and a reader never sees half a file."""
 
 from __future__ import annotations
 
-from media.store import exists, open_file, touch, url, write_atomic
+from mediastore.store import exists, open_file, touch, url, write_atomic
 
 __all__ = ["exists", "open_file", "original_name", "rendition_name", "touch", "url", "write_atomic"]
 

@@ -10,7 +10,7 @@ from celery.signals import worker_ready
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from media import store as media_store
+from mediastore import store as media_store
 from outbox.worker import OutboxTask
 from thumbnails import imaging, services
 

@@ -41,7 +41,7 @@ def check_settings(settings: Any) -> Iterator[Finding]:
 
 def check_media() -> Iterator[Finding]:
     """The media store answers with these keys: a write, a read and a delete of a small object succeed."""
-    from media import store
+    from mediastore import store
 
     problem = store.problem()
     if problem:

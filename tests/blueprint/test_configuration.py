@@ -89,7 +89,7 @@ def test_django_warnings_are_findings_at_fail_level_warning_and_notes_at_error()
 
 
 def test_it_reports_a_media_store_that_refuses_its_keys_without_showing_them(settings, s3_media) -> None:
-    from media.location import storage_setting
+    from mediastore.location import storage_setting
 
     settings.DEBUG = False
     settings.SECRET_KEY = GOOD_SECRET

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from django.test import override_settings
 
-from media.location import media_location, storage_setting
+from mediastore.location import media_location, storage_setting
 from purge import batches, registry, services
 from purge.models import PurgeRun, RetentionPolicy
 from purge.services import RunOutcome

@@ -14,8 +14,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from accounts.models import ApiToken
-from media import store
-from media.location import media_location, storage_setting
+from mediastore import store
+from mediastore.location import media_location, storage_setting
 from tests.support.processes import free_port
 from thumbnails import services
 from thumbnails.models import Image

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from blueprint import stack
 from blueprint.checks import check_deploy_dir, configuration
-from media import store as media_store
+from mediastore import store as media_store
 
 # supervisorctl's exit code for `status` when one or more programs are not running (LSB's "not running").
 SUPERVISORCTL_NOT_RUNNING = 3

@@ -9,8 +9,8 @@ import urllib.request
 import pytest
 from django.core.files.storage import default_storage
 
-from media import store
-from media.location import media_location, storage_setting
+from mediastore import store
+from mediastore.location import media_location, storage_setting
 from tests.support.s3 import S3Server
 
 

@@ -140,7 +140,7 @@ def storage_setting(location: MediaLocation, environ: Mapping[str, str]) -> dict
         "signature_version": "s3v4",
         # Renditions never change under their name.
         "object_parameters": {"CacheControl": "private, max-age=31536000, immutable"},
-        # botocore.config.Config arguments (settings stays free of botocore; media.store builds the Config):
+        # botocore.config.Config arguments (settings stays free of botocore; mediastore.store builds the Config):
         # fail fast enough that an upload answers 503 rather than hang on a store that is down.
         "client_config": {
             "connect_timeout": 3,
@@ -157,4 +157,4 @@ def storage_setting(location: MediaLocation, environ: Mapping[str, str]) -> dict
     if access_key:
         options["access_key"] = access_key
         options["secret_key"] = secret_key
-    return {"BACKEND": "media.store.KilnS3Storage", "OPTIONS": options}
+    return {"BACKEND": "mediastore.store.KilnS3Storage", "OPTIONS": options}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from media.location import MediaLocation, media_location, storage_setting
+from mediastore.location import MediaLocation, media_location, storage_setting
 
 
 def test_unset_is_files_under_media_root():
@@ -27,7 +27,7 @@ def test_a_bucket_with_prefix_endpoint_and_keys():
     )
     setting = storage_setting(location, {"KILN_S3_ACCESS_KEY_ID": "AK", "KILN_S3_SECRET_ACCESS_KEY": "SK"})
     options = setting["OPTIONS"]
-    assert setting["BACKEND"] == "media.store.KilnS3Storage"
+    assert setting["BACKEND"] == "mediastore.store.KilnS3Storage"
     assert options["bucket_name"] == "kiln-media"
     assert options["location"] == "site/media"
     assert options["endpoint_url"] == "http://10.0.0.5:8333"
