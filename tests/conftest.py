@@ -6,7 +6,7 @@ import pytest
 
 from tests.support.broker import Probe, empty_broker
 from tests.support.processes import RedisServer, start_redis
-from tests.support.s3 import S3Server, start_s3
+from tests.support.s3 import S3Server, media_settings_use, start_s3
 from tests.support.stack import ADMIN_PASSWORD, Stack, running_stack
 
 NO_BROKER = "redis+socket:///nonexistent/kiln-tests-have-no-broker.sock"
@@ -129,15 +129,9 @@ def s3_media(settings, s3_server: S3Server, request) -> S3Server:
     import re
     import secrets
 
-    from mediastore.location import media_location, storage_setting
-
     prefix = "t-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40] + "-" + secrets.token_hex(3)
     environ = s3_server.environment(prefix)
-    settings.KILN_MEDIA_LOCATION = media_location(environ["KILN_MEDIA_STORAGE"])
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": storage_setting(settings.KILN_MEDIA_LOCATION, environ),
-    }
+    media_settings_use(settings, environ)
     s3_server.prefix = prefix
     return s3_server
 

@@ -7,6 +7,7 @@ from django.core import checks
 
 from blueprint.checks import configuration
 from tests.blueprint.conftest import GOOD_SECRET
+from tests.support.s3 import media_settings_use
 
 
 def settings_findings(settings) -> list[str]:
@@ -89,16 +90,12 @@ def test_django_warnings_are_findings_at_fail_level_warning_and_notes_at_error()
 
 
 def test_it_reports_a_media_store_that_refuses_its_keys_without_showing_them(settings, s3_media) -> None:
-    from mediastore.location import storage_setting
 
     settings.DEBUG = False
     settings.SECRET_KEY = GOOD_SECRET
     assert not [line for line in settings_findings(settings) if "KILN_MEDIA_STORAGE" in line]
     environ = {**s3_media.environment(s3_media.prefix), "KILN_S3_ACCESS_KEY_ID": "someone-else"}
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": storage_setting(settings.KILN_MEDIA_LOCATION, environ),
-    }
+    media_settings_use(settings, environ)
     [media] = [line for line in settings_findings(settings) if "KILN_MEDIA_STORAGE" in line]
     assert "refused: it does not know the access key (KILN_S3_ACCESS_KEY_ID)" in media
     assert s3_media.secret_key not in media

@@ -10,8 +10,7 @@ import pytest
 from django.core.files.storage import default_storage
 
 from mediastore import store
-from mediastore.location import media_location, storage_setting
-from tests.support.s3 import S3Server
+from tests.support.s3 import S3Server, media_settings_use
 
 
 def put(server: S3Server, name: str, body: bytes = b"x") -> None:
@@ -92,10 +91,7 @@ def test_remove_deletes_in_batches_and_reports_what_existed(s3_media, monkeypatc
 def test_wrong_keys_and_a_missing_bucket_are_named_without_secrets(s3_media, settings):
     assert store.problem() == ""
     environ = {**s3_media.environment(s3_media.prefix), "KILN_S3_SECRET_ACCESS_KEY": "not-the-secret-123"}
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": storage_setting(settings.KILN_MEDIA_LOCATION, environ),
-    }
+    media_settings_use(settings, environ)
     problem = store.problem()
     assert "refused: the secret key does not match (KILN_S3_SECRET_ACCESS_KEY)" in problem
     assert "not-the-secret-123" not in problem
@@ -103,12 +99,8 @@ def test_wrong_keys_and_a_missing_bucket_are_named_without_secrets(s3_media, set
     with pytest.raises(store.StorageUnavailable, match="refused"):
         store.write_atomic("originals/x", [b"x"])
 
-    missing = media_location(s3_media.storage_url(s3_media.prefix).replace(s3_media.bucket, "no-such-bucket"))
-    settings.KILN_MEDIA_LOCATION = missing
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": storage_setting(missing, s3_media.environment(s3_media.prefix)),
-    }
+    missing = s3_media.storage_url(s3_media.prefix).replace(s3_media.bucket, "no-such-bucket")
+    media_settings_use(settings, s3_media.environment(s3_media.prefix), url=missing)
     assert "s3://no-such-bucket/" in store.problem()
     assert "the bucket does not exist" in store.problem()
 
@@ -116,9 +108,7 @@ def test_wrong_keys_and_a_missing_bucket_are_named_without_secrets(s3_media, set
 def test_a_store_that_is_down_is_unreachable_in_words(s3_media, settings, tmp_path):
     down = S3Server(directory=tmp_path / "down")
     down.ports = {"s3.port": __import__("tests.support.processes", fromlist=["free_port"]).free_port()}
-    location = media_location(down.storage_url("x"))
-    settings.KILN_MEDIA_LOCATION = location
-    settings.STORAGES = {**settings.STORAGES, "default": storage_setting(location, s3_media.environment("x"))}
+    media_settings_use(settings, s3_media.environment("x"), url=down.storage_url("x"))
     started = time.monotonic()
     problem = store.problem()
     assert problem.startswith(f"the media store s3://{s3_media.bucket}/x at {down.endpoint} is unreachable: ")

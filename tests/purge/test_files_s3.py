@@ -11,12 +11,11 @@ from datetime import UTC, datetime
 import pytest
 from django.test import override_settings
 
-from mediastore.location import media_location, storage_setting
 from purge import batches, registry, services
 from purge.models import PurgeRun, RetentionPolicy
 from purge.services import RunOutcome
 from purge.tasks import purge_run_task
-from tests.support.s3 import S3Server, start_s3
+from tests.support.s3 import S3Server, media_settings_use, start_s3
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -123,11 +122,7 @@ def test_a_store_down_mid_batch_waits_resumes_from_the_cursor_fails_with_the_rea
     server = start_s3(tmp_path / "s3")
     try:
         environ = server.environment("site")
-        settings.KILN_MEDIA_LOCATION = media_location(environ["KILN_MEDIA_STORAGE"])
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "default": storage_setting(settings.KILN_MEDIA_LOCATION, environ),
-        }
+        media_settings_use(settings, environ)
         server.prefix = "site"
         for i in range(6):
             put(server, f"stray/{i}")

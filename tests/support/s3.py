@@ -146,3 +146,15 @@ def start_s3(directory: Path) -> S3Server:
     server = S3Server(directory=directory)
     server.start()
     return server
+
+
+def media_settings_use(settings, environ: dict[str, str], url: str | None = None) -> None:
+    """Point this process's media at the store that `environ` (or `url`, with environ's keys) names, as
+    config/settings.py would read it: default_storage follows STORAGES."""
+    from mediastore.location import media_location, storage_setting
+
+    settings.KILN_MEDIA_LOCATION = media_location(url or environ["KILN_MEDIA_STORAGE"])
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": storage_setting(settings.KILN_MEDIA_LOCATION, environ),
+    }

@@ -15,8 +15,8 @@ from django.test import Client
 
 from accounts.models import ApiToken
 from mediastore import store
-from mediastore.location import media_location, storage_setting
 from tests.support.processes import free_port
+from tests.support.s3 import media_settings_use
 from thumbnails import services
 from thumbnails.models import Image
 from thumbnails.tasks import TRANSIENT_ERRORS
@@ -77,9 +77,8 @@ def test_a_twin_upload_restarts_the_grace_period_of_the_files_it_reuses(
 def test_a_store_that_is_down_gets_a_503_and_nothing_is_stored(
     client: Client, bearer, s3_media, settings
 ) -> None:
-    down = media_location(f"s3://{s3_media.bucket}/{s3_media.prefix}?endpoint=http://127.0.0.1:{free_port()}")
-    settings.KILN_MEDIA_LOCATION = down
-    settings.STORAGES = {**settings.STORAGES, "default": storage_setting(down, s3_media.environment())}
+    down = f"s3://{s3_media.bucket}/{s3_media.prefix}?endpoint=http://127.0.0.1:{free_port()}"
+    media_settings_use(settings, s3_media.environment(), url=down)
     response = client.post("/api/images/", {"file": photo()}, **bearer)
     assert response.status_code == 503
     assert response["Retry-After"] == "60"
@@ -94,9 +93,8 @@ def test_a_rendition_job_meets_a_store_that_is_down_as_a_transient_error(
     client: Client, bearer, s3_media, settings
 ):
     image_id = client.post("/api/images/", {"file": photo()}, **bearer).json()["id"]
-    down = media_location(f"s3://{s3_media.bucket}/{s3_media.prefix}?endpoint=http://127.0.0.1:{free_port()}")
-    settings.KILN_MEDIA_LOCATION = down
-    settings.STORAGES = {**settings.STORAGES, "default": storage_setting(down, s3_media.environment())}
+    down = f"s3://{s3_media.bucket}/{s3_media.prefix}?endpoint=http://127.0.0.1:{free_port()}"
+    media_settings_use(settings, s3_media.environment(), url=down)
     with pytest.raises(TRANSIENT_ERRORS) as raised:
         services.rendition_generate(image_id=image_id)
     assert isinstance(raised.value, store.StorageUnavailable)
