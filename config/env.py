@@ -125,10 +125,11 @@ def env_admins(environ: Mapping[str, str], name: str) -> list[tuple[str, str]]:
     return admins
 
 
-def env_queues(environ: Mapping[str, str], queues: Sequence[QueueSpec]) -> tuple[QueueSpec, ...]:
+def env_queues(environ: Mapping[str, str], queues: Sequence[QueueSpec], cores: int) -> tuple[QueueSpec, ...]:
     """The declared queues with what the environment overrides: each pool's size (`KILN_<QUEUE>_CONCURRENCY`,
     or `KILN_<QUEUE>_MIN_PROCESSES` and `_MAX_PROCESSES`) and the wait thresholds (`KILN_QUEUE_WAITS`,
-    `KILN_QUEUE_WAITS_CRITICAL`, as `high=60,default=900`)."""
+    `KILN_QUEUE_WAITS_CRITICAL`, as `high=60,default=900`). An autoscaling pool's maximum defaults to its
+    ceiling on `cores` cores (QueueSpec.process_ceiling)."""
     names = {queue.name for queue in queues}
     waits = env_int_map(environ, "KILN_QUEUE_WAITS", {queue.name: queue.wait_warning for queue in queues})
     critical = env_int_map(
@@ -154,7 +155,8 @@ def env_queues(environ: Mapping[str, str], queues: Sequence[QueueSpec]) -> tuple
             "wait_critical": critical[queue.name],
         }
         if queue.autoscale is not None:
-            maximum = env_int(environ, f"{prefix}MAX_PROCESSES", queue.autoscale[1], minimum=1)
+            ceiling = queue.process_ceiling(cores) or queue.autoscale[1]
+            maximum = env_int(environ, f"{prefix}MAX_PROCESSES", ceiling, minimum=1)
             minimum = env_int(
                 environ,
                 f"{prefix}MIN_PROCESSES",

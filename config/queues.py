@@ -3,7 +3,7 @@
 Each queue has its own pool of worker processes, consuming that queue only, so a queue's jobs can never take
 a process another queue needs. A declaration names the queue, the tasks routed to it, their time limits, how
 long its oldest job may wait before the queue is `warning` or `critical`, the size of its pool (fixed, or an
-autoscale range) and the pool's nice level. From it follow: Celery's queues and routes, each task's time
+autoscale range, whose ceiling follows the cores for CPU-bound work) and the pool's nice level. From it follow: Celery's queues and routes, each task's time
 limits, the health thresholds, the alerts and Prometheus rules, the dashboard, the variables `manage.py kiln
 run` hands supervisord, and what `manage.py kiln check` demands of the process files.
 
@@ -22,6 +22,9 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+# The kernel's CPU weight of each nice level, 0 to 19 (sched_prio_to_weight in kernel/sched/core.c): each
+# level is about 10 % less CPU than the one before when processes compete. Nice 0 is 1024.
+NICE_WEIGHTS = (1024, 820, 655, 526, 423, 335, 272, 215, 172, 137, 110, 87, 70, 56, 45, 36, 29, 23, 18, 15)
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,12 @@ class QueueSpec:
     # The pool: a fixed number of processes, or an autoscale range (minimum, maximum).
     concurrency: int | None = None
     autoscale: tuple[int, int] | None = None
-    # The pool's CPU priority (nice(1)): 0 for work people wait for, more for maintenance.
+    # The pool's CPU priority (nice(1)): 0 is the web's. A pool of CPU-bound work people wait for runs
+    # below the web (or a saturated pool makes every page wait for a core), maintenance lower still.
     nice: int = 0
+    # CPU-bound work: an autoscaling pool's default ceiling is at most this many processes a core (more
+    # add contention, not throughput). None: the ceiling is the declared maximum whatever the cores.
+    per_core: int | None = None
 
     def __post_init__(self) -> None:
         where = f"KILN_QUEUES: queue {self.name!r}"
@@ -62,11 +69,30 @@ class QueueSpec:
             raise ImproperlyConfigured(f"{where}: wait_warning must be positive and at most wait_critical")
         if not 0 <= self.nice <= 19:
             raise ImproperlyConfigured(f"{where}: nice must be between 0 and 19")
+        if self.per_core is not None and (self.autoscale is None or self.per_core < 1):
+            raise ImproperlyConfigured(f"{where}: per_core is a positive number of an autoscaling pool")
 
     @property
     def pool(self) -> str:
         """The pool's name: its workers are `<pool>@<host>` and its supervisord program `worker-<pool>`."""
         return self.name
+
+    @property
+    def cpu_weight(self) -> int:
+        """systemd's CPUWeight= with the CPU share of the pool's nice level: under systemd each unit is its
+        own cgroup and Nice= orders processes only inside it, so the units compete by weight (100: the
+        web's, systemd's default). The kernel's weight of the nice level, scaled as cgroups scale it."""
+        return max(1, round(NICE_WEIGHTS[self.nice] * 100 / 1024))
+
+    def process_ceiling(self, cores: int) -> int | None:
+        """The most processes the pool autoscales to by default on a machine with `cores` cores: the
+        declared maximum, for CPU-bound work at most per_core a core (and never below the minimum)."""
+        if self.autoscale is None:
+            return None
+        minimum, maximum = self.autoscale
+        if self.per_core is None:
+            return maximum
+        return max(minimum, min(maximum, self.per_core * cores))
 
     @property
     def variable_prefix(self) -> str:

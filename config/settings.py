@@ -19,6 +19,7 @@ import dj_database_url
 from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
+from config.cores import usable_cores
 from config.env import (
     env_admins,
     env_bool,
@@ -82,11 +83,18 @@ KILN_WEB_WORKERS = env_int(_env, "KILN_WEB_WORKERS", 3, minimum=1)
 # QueueSpec here and its pool's program to deploy/ (README: "Add your own queue"). The environment
 # overrides each pool's size (KILN_<QUEUE>_MIN_PROCESSES and _MAX_PROCESSES, or KILN_<QUEUE>_CONCURRENCY)
 # and the waits (KILN_QUEUE_WAITS, KILN_QUEUE_WAITS_CRITICAL).
+# The cores this machine lets Kiln use (affinity and cgroup quota): a CPU-bound pool's ceiling follows them.
+KILN_CORES = usable_cores()
+# CPU priorities, measured on one 2-core server with worker-high saturated (bench/responsive.py,
+# docs/performance.md): the web at nice 0, worker-high at 10, worker-default at 19 keeps the queues' order
+# and gives a page the CPU first; with worker-high at nice 0 the report page's p99 went from 29 ms to 1.5 s.
 KILN_QUEUES = env_queues(
     _env,
     (
         # Thumbnails: people wait for them. The seeds' Horizon setups scale this queue between 2 and 10
-        # processes; an oldest wait over a minute is worth a mail.
+        # processes; rendering is CPU-bound, so here the ceiling is 10 or twice the cores, whichever is
+        # lower (4 processes on 2 cores rendered 1.27x what 10 did). An oldest wait over a minute is worth
+        # a mail.
         QueueSpec(
             name="high",
             routes=("thumbnails.*",),
@@ -95,9 +103,10 @@ KILN_QUEUES = env_queues(
             wait_warning=60,
             wait_critical=300,
             autoscale=(2, 10),
+            per_core=2,
+            nice=10,
         ),
-        # Purges and every task no route names: maintenance, at a lower CPU priority than the web and
-        # thumbnails.
+        # Purges and every task no route names: maintenance, below the web and thumbnails.
         QueueSpec(
             name="default",
             routes=("purge.*",),
@@ -106,9 +115,10 @@ KILN_QUEUES = env_queues(
             wait_warning=900,
             wait_critical=3600,
             concurrency=2,
-            nice=10,
+            nice=19,
         ),
     ),
+    KILN_CORES,
 )
 
 # The most processes an operator can scale one pool to at run time (dashboard, `jobs scale`).

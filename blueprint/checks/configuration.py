@@ -36,7 +36,26 @@ def check_settings(settings: Any) -> Iterator[Finding]:
     elif len(secret) < 50 or len(set(secret)) < 5:
         yield Finding("settings", "SECRET_KEY", "fewer than 50 characters or 5 distinct ones")
     yield from check_visibility_timeout(settings)
+    yield from check_pool_ceilings(settings)
     yield from check_media()
+
+
+def check_pool_ceilings(settings: Any) -> Iterator[Finding]:
+    """A CPU-bound pool (QueueSpec.per_core) scaled above its share of this machine's cores renders no
+    faster and takes the CPU from the web."""
+    cores = settings.KILN_CORES
+    for queue in settings.KILN_QUEUES:
+        if queue.per_core is None or queue.autoscale is None:
+            continue
+        ceiling = queue.per_core * cores
+        if queue.autoscale[1] > ceiling:
+            yield Finding(
+                "settings",
+                f"{queue.variable_prefix}MAX_PROCESSES",
+                f"{queue.autoscale[1]} processes on {cores} core{'s' if cores != 1 else ''}: the {queue.name} "
+                f"pool's work is CPU-bound, and more than {queue.per_core} a core add contention, not "
+                f"throughput, while every page waits longer: at most {ceiling}, or unset",
+            )
 
 
 def check_media() -> Iterator[Finding]:

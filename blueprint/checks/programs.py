@@ -320,6 +320,24 @@ def check_pool(
             f"the {queue.name} pool runs at nice {level}, KILN_QUEUES declares {queue.nice} ({fix}): "
             "the pools' CPU priorities keep the queues' order",
         )
+    if systemd:
+        yield from check_cpu_weight(program, queue)
+
+
+def check_cpu_weight(program: Program, queue: QueueSpec) -> Iterator[Finding]:
+    """Under systemd each unit is its own cgroup: Nice= orders the processes inside the unit only, and the
+    units share the CPU by CPUWeight= (100 when unset, the web's). A pool below the web needs the weight of
+    its nice level, or a saturated pool takes the cores from the pages."""
+    raw = program.options.get("CPUWeight", "").strip()
+    if raw == str(queue.cpu_weight):
+        return
+    shown = raw or "unset (100, the web's)"
+    yield Finding(
+        program.file,
+        f"{program.name} CPUWeight",
+        f"{shown}: the {queue.name} pool runs at nice {queue.nice}, whose share "
+        f"between units is CPUWeight={queue.cpu_weight}; Nice= alone orders processes only inside the unit",
+    )
 
 
 def _check_pool_size(program: Program, queue: QueueSpec, where: str) -> Iterator[Finding]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from django.core import checks
 
@@ -53,6 +55,29 @@ def test_it_reports_a_visibility_timeout_not_above_every_time_limit(settings) ->
     assert settings_findings(settings) == [
         "settings: CELERY_BROKER_TRANSPORT_OPTIONS visibility_timeout: 300 s is not above the longest time "
         "limit (300 s): a running job would be handed to a second worker (KILN_VISIBILITY_TIMEOUT)"
+    ]
+
+
+@pytest.mark.parametrize(("cores", "default"), [(2, 4), (4, 8), (8, 10)])
+def test_it_reports_a_cpu_bound_pool_above_twice_the_cores(settings, cores: int, default: int) -> None:
+    settings.DEBUG = False
+    settings.SECRET_KEY = GOOD_SECRET
+    settings.KILN_CORES = cores
+    high = next(queue for queue in settings.KILN_QUEUES if queue.name == "high")
+    assert dataclasses.replace(high, autoscale=(2, 10)).process_ceiling(cores) == default  # as declared
+    settings.KILN_QUEUES = tuple(
+        dataclasses.replace(queue, autoscale=(2, 2 * cores)) if queue is high else queue
+        for queue in settings.KILN_QUEUES
+    )
+    assert settings_findings(settings) == []
+    settings.KILN_QUEUES = tuple(
+        dataclasses.replace(queue, autoscale=(2, 2 * cores + 1)) if queue.name == "high" else queue
+        for queue in settings.KILN_QUEUES
+    )
+    assert settings_findings(settings) == [
+        f"settings: KILN_HIGH_MAX_PROCESSES: {2 * cores + 1} processes on {cores} cores: the high pool's work "
+        "is CPU-bound, and more than 2 a core add contention, not throughput, while every page waits longer: "
+        f"at most {2 * cores}, or unset"
     ]
 
 

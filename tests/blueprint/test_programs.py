@@ -126,40 +126,46 @@ def test_it_reports_a_second_beat_unit(deploy: Path, settings) -> None:
 def test_it_reports_a_pool_whose_nice_level_is_not_the_declared_one(deploy: Path, settings) -> None:
     edit(
         deploy / "supervisor" / "kiln.conf",
-        "command=nice -n 10 %(ENV_KILN_VENV)s",
+        "command=nice -n 19 %(ENV_KILN_VENV)s",
         "command=%(ENV_KILN_VENV)s",
     )
-    edit(deploy / "systemd" / "kiln-worker-default.service", "Nice=10\n", "")
+    edit(deploy / "systemd" / "kiln-worker-default.service", "Nice=19\n", "")
     assert findings(deploy, settings) == [
         "supervisor/kiln.conf: [program:worker-default] command: the default pool runs at nice 0, KILN_QUEUES "
-        "declares 10 (nice -n 10 before the command): the pools' CPU priorities keep the queues' order",
+        "declares 19 (nice -n 19 before the command): the pools' CPU priorities keep the queues' order",
         "systemd/kiln-worker-default.service: kiln-worker-default.service Nice: the default pool runs at nice "
-        "0, KILN_QUEUES declares 10 (Nice=10): the pools' CPU priorities keep the queues' order",
+        "0, KILN_QUEUES declares 19 (Nice=19): the pools' CPU priorities keep the queues' order",
     ]
 
 
-def test_the_nice_level_follows_the_declaration(deploy: Path, settings) -> None:
+def test_the_nice_level_and_the_units_cpu_weight_follow_the_declaration(deploy: Path, settings) -> None:
     settings.KILN_QUEUES = tuple(
         dataclasses.replace(queue, nice=5) if queue.name == "high" else queue
         for queue in settings.KILN_QUEUES
     )
     assert findings(deploy, settings) == [
-        "supervisor/kiln.conf: [program:worker-high] command: the high pool runs at nice 0, KILN_QUEUES "
+        "supervisor/kiln.conf: [program:worker-high] command: the high pool runs at nice 10, KILN_QUEUES "
         "declares 5 (nice -n 5 before the command): the pools' CPU priorities keep the queues' order",
-        "systemd/kiln-worker-high.service: kiln-worker-high.service Nice: the high pool runs at nice 0, "
+        "systemd/kiln-worker-high.service: kiln-worker-high.service Nice: the high pool runs at nice 10, "
         "KILN_QUEUES declares 5 (Nice=5): the pools' CPU priorities keep the queues' order",
+        "systemd/kiln-worker-high.service: kiln-worker-high.service CPUWeight: 11: the high pool runs at nice "
+        "5, whose share between units is CPUWeight=33; Nice= alone orders processes only inside the unit",
     ]
-    edit(
-        deploy / "supervisor" / "kiln.conf",
-        "command=%(ENV_KILN_VENV)s/bin/celery --app=config worker\n    --queues=high",
-        "command=nice -n 5 %(ENV_KILN_VENV)s/bin/celery --app=config worker\n    --queues=high",
-    )
-    edit(
-        deploy / "systemd" / "kiln-worker-high.service",
-        "EnvironmentFile=/etc/kiln/kiln.env\n",
-        "EnvironmentFile=/etc/kiln/kiln.env\nNice=5\n",
-    )
+    edit(deploy / "supervisor" / "kiln.conf", "command=nice -n 10 ", "command=nice -n 5 ")
+    edit(deploy / "systemd" / "kiln-worker-high.service", "Nice=10\n", "Nice=5\n")
+    edit(deploy / "systemd" / "kiln-worker-high.service", "CPUWeight=11\n", "CPUWeight=33\n")
     assert findings(deploy, settings) == []
+
+
+def test_it_reports_a_pool_unit_without_its_cpu_weight(deploy: Path, settings) -> None:
+    """Without CPUWeight= the unit's cgroup weighs 100, the web's: Nice= then orders the pool's processes
+    among themselves only, and a saturated pool takes half the CPU from the pages."""
+    edit(deploy / "systemd" / "kiln-worker-default.service", "CPUWeight=1\n", "")
+    assert findings(deploy, settings) == [
+        "systemd/kiln-worker-default.service: kiln-worker-default.service CPUWeight: unset (100, the web's): "
+        "the default pool runs at nice 19, whose share between units is CPUWeight=1; Nice= alone orders "
+        "processes only inside the unit",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -202,6 +208,13 @@ def test_it_reports_a_declared_queue_without_a_pool_in_each_set_of_files(deploy:
     assert findings(deploy, settings) == [f"supervisor/: {message}", f"systemd/: {message}"]
 
 
+def high_between(settings, minimum: int, maximum: int) -> None:
+    settings.KILN_QUEUES = tuple(
+        dataclasses.replace(queue, autoscale=(minimum, maximum)) if queue.name == "high" else queue
+        for queue in settings.KILN_QUEUES
+    )
+
+
 @pytest.mark.parametrize(
     ("old", "new", "finding"),
     [
@@ -230,6 +243,7 @@ def test_it_reports_a_declared_queue_without_a_pool_in_each_set_of_files(deploy:
 def test_it_reports_a_pool_sized_or_named_off_its_declaration(
     deploy: Path, settings, old: str, new: str, finding: str | None
 ) -> None:
+    high_between(settings, 2, 10)  # the ceiling follows the cores: these messages name 10
     edit_section(deploy / "supervisor" / "kiln.conf", "program:worker-high", old, new)
     finding = finding or (
         "--hostname is thumbs@%%h: name the worker high@%h (the dashboard, `jobs scale` and the Prometheus "
@@ -239,6 +253,7 @@ def test_it_reports_a_pool_sized_or_named_off_its_declaration(
 
 
 def test_a_pool_sized_with_the_declared_numbers_written_out_passes(deploy: Path, settings) -> None:
+    high_between(settings, 2, 10)
     edit(
         deploy / "supervisor" / "kiln.conf",
         "--autoscale=%(ENV_KILN_HIGH_MAX_PROCESSES)s,%(ENV_KILN_HIGH_MIN_PROCESSES)s",

@@ -110,6 +110,7 @@ def test_the_environment_sizes_each_pool_and_sets_the_waits() -> None:
             "KILN_QUEUE_WAITS_CRITICAL": "default=7200",
         },
         (HIGH, DEFAULT),
+        cores=64,
     )
     assert (high.autoscale, high.wait_warning, high.wait_critical) == ((1, 4), 30, 300)
     assert (default.concurrency, default.wait_warning, default.wait_critical) == (3, 900, 7200)
@@ -118,7 +119,7 @@ def test_the_environment_sizes_each_pool_and_sets_the_waits() -> None:
 
 
 def test_a_maximum_below_the_declared_minimum_lowers_the_minimum_with_it() -> None:
-    (high,) = env_queues({"KILN_HIGH_MAX_PROCESSES": "1"}, (HIGH,))
+    (high,) = env_queues({"KILN_HIGH_MAX_PROCESSES": "1"}, (HIGH,), cores=64)
     assert high.autoscale == (1, 1)
 
 
@@ -133,4 +134,34 @@ def test_a_maximum_below_the_declared_minimum_lowers_the_minimum_with_it() -> No
 )
 def test_a_bad_override_stops_start_up_naming_the_variable(environ: dict, message: str) -> None:
     with pytest.raises(ImproperlyConfigured, match=message):
-        env_queues(environ, (HIGH, DEFAULT))
+        env_queues(environ, (HIGH, DEFAULT), cores=64)
+
+
+@pytest.mark.parametrize(("cores", "maximum"), [(1, 2), (2, 4), (3, 6), (5, 10), (64, 10)])
+def test_a_cpu_bound_pools_ceiling_is_twice_the_cores_at_most_the_declared_maximum(
+    cores: int, maximum: int
+) -> None:
+    """Never below the declared minimum (one core still gets 2), never above the declared 10."""
+    (high,) = env_queues({}, (dataclasses.replace(HIGH, per_core=2),), cores=cores)
+    assert high.autoscale == (2, maximum)
+    (declared,) = env_queues({}, (HIGH,), cores=cores)  # not CPU-bound: the declared range whatever the cores
+    assert declared.autoscale == (2, 10)
+
+
+def test_the_environment_overrides_the_ceiling_the_cores_give() -> None:
+    cpu_bound = dataclasses.replace(HIGH, per_core=2)
+    (high,) = env_queues({"KILN_HIGH_MAX_PROCESSES": "10"}, (cpu_bound,), cores=2)
+    assert high.autoscale == (2, 10)
+
+
+@pytest.mark.parametrize(("nice", "weight"), [(0, 100), (5, 33), (10, 11), (15, 4), (19, 1)])
+def test_a_pools_cpu_weight_is_its_nice_levels_kernel_weight_against_the_webs_100(
+    nice: int, weight: int
+) -> None:
+    assert dataclasses.replace(DEFAULT, nice=nice).cpu_weight == weight
+
+
+@pytest.mark.parametrize("changes", [{"per_core": 0}, {"per_core": 2, "autoscale": None, "concurrency": 2}])
+def test_per_core_is_a_positive_number_of_an_autoscaling_pool(changes: dict) -> None:
+    with pytest.raises(ImproperlyConfigured, match="per_core is a positive number of an autoscaling pool"):
+        dataclasses.replace(HIGH, **changes)

@@ -74,7 +74,10 @@ def test_database_url_and_redis_url_switch_to_postgresql_and_a_system_redis() ->
             {"KILN_VISIBILITY_TIMEOUT": "300"},
             "KILN_VISIBILITY_TIMEOUT must be above the longest task time limit",
         ),
-        ({"KILN_HIGH_MIN_PROCESSES": "12"}, "KILN_HIGH_MIN_PROCESSES must be at most 10"),
+        (
+            {"KILN_HIGH_MAX_PROCESSES": "10", "KILN_HIGH_MIN_PROCESSES": "12"},
+            "KILN_HIGH_MIN_PROCESSES must be at most 10",
+        ),
         ({"KILN_TLS": "maybe"}, "KILN_TLS must be true or false"),
         (
             {"KILN_WORKER_DEAD_AFTER_SECONDS": "2"},

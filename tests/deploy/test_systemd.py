@@ -37,13 +37,15 @@ def test_there_is_one_unit_per_kiln_conf_program_and_a_target() -> None:
 @pytest.mark.parametrize("program", UNITS)
 def test_each_unit_runs_the_command_of_its_kiln_conf_program(program: str) -> None:
     """Same flags; paths kiln.conf expands from KILN_VENV are env.example's literal ones (systemd
-    takes the executable literally), other variables are ${...}, and Nice= replaces `nice -n 10`."""
+    takes the executable literally), other variables are ${...}, and Nice= replaces a `nice -n N` prefix."""
     raw = kiln_conf().get(f"program:{program}", "command")
     raw = raw.replace("%(ENV_KILN_VENV)s", env_example_value("KILN_VENV"))
     expected = shlex.split(re.sub(r"%\(ENV_(\w+)\)s", r"${\1}", raw))
-    if expected[:3] == ["nice", "-n", "10"]:
-        expected = expected[3:]
+    nice = None
+    if expected[:2] == ["nice", "-n"]:
+        nice, expected = [expected[2]], expected[3:]
     assert shlex.split(service(program)["ExecStart"][-1]) == expected
+    assert service(program).get("Nice") == nice
 
 
 @pytest.mark.parametrize("program", UNITS)
@@ -62,11 +64,21 @@ def test_each_unit_stops_like_kiln_conf_and_belongs_to_kiln_target(program: str)
     assert unit["Install"]["WantedBy"] == ["kiln.target"]
 
 
-def test_only_the_default_pool_is_niced_and_by_systemd() -> None:
-    assert {program: service(program).get("Nice") for program in UNITS} == {
+def test_the_pools_run_below_the_web_by_nice_level_and_by_cgroup_weight() -> None:
+    """Nice= orders processes inside a unit only; between units (each its own cgroup) CPUWeight= does, so
+    each pool's weight is its nice level's (kernel weight / 1024 x 100) against the web's default 100."""
+    options = {program: service(program) for program in UNITS}
+    assert {program: options[program].get("Nice") for program in UNITS} == {
         "web": None,
-        "worker-high": None,
-        "worker-default": ["10"],
+        "worker-high": ["10"],
+        "worker-default": ["19"],
+        "beat": None,
+        "flower": None,
+    }
+    assert {program: options[program].get("CPUWeight") for program in UNITS} == {
+        "web": None,
+        "worker-high": ["11"],
+        "worker-default": ["1"],
         "beat": None,
         "flower": None,
     }

@@ -78,7 +78,8 @@ stdout_logfile=%(ENV_KILN_LOG_DIR)s/%(program_name)s.log
 def add_systemd_unit(deploy: Path) -> None:
     text = (deploy / "systemd" / "kiln-worker-default.service").read_text()
     for old, new in (
-        ("Nice=10", "Nice=5"),
+        ("Nice=19", "Nice=5"),
+        ("CPUWeight=1\n", "CPUWeight=33\n"),
         ("--queues=default", "--queues=emails"),
         ("--hostname=default@%%h", "--hostname=emails@%%h"),
         ("${KILN_DEFAULT_CONCURRENCY}", "${KILN_EMAILS_CONCURRENCY}"),

@@ -70,12 +70,13 @@ def test_no_task_ever_runs_on_the_other_pool(pools: dict[str, Worker], probe: Pr
         assert record["pid"] in (high_pids if record["queue"] == "high" else default_pids), record
 
 
-def test_worker_default_runs_at_nice_10_and_worker_high_at_normal_priority(pools: dict[str, Worker]) -> None:
-    default_main = pools["default"].celery_process()
-    assert "celery" in " ".join(default_main.cmdline()), "nice should exec celery, keeping the pid"
-    assert default_main.nice() == 10
-    assert all(child.nice() == 10 for child in default_main.children())
-    assert pools["high"].celery_process().nice() == 0
+def test_worker_high_runs_at_nice_10_and_worker_default_at_19_below_the_web(pools: dict[str, Worker]) -> None:
+    for name, level in (("high", 10), ("default", 19)):
+        main = pools[name].celery_process()
+        assert "celery" in " ".join(main.cmdline()), "nice should exec celery, keeping the pid"
+        assert main.nice() == level
+        assert [child.nice() for child in main.children()] == [level] * len(main.children())
+        assert main.children(), f"{name} has no pool processes"
 
 
 def test_worker_high_grows_to_ten_processes_under_backlog_and_shrinks_back_when_idle(
