@@ -1,7 +1,7 @@
 """Sustained load on the stack as kiln.conf runs it: thumbnails on `high`, purges on `default`, report pages.
 
 Starts the whole stack (`manage.py kiln run`: supervisord, embedded Redis, gunicorn, both pools, beat,
-Flower) in a temporary directory, then:
+Flower) in a temporary directory, with the shipped process counts (tests/support/stack.SHIPPED_SIZES), then:
   1. calibrates: uploads a burst of 3-12 MP photos through the API and measures how many per minute the
      2-core machine renders; the steady rate is a fraction of that (--load, 0.7), or --rate per minute;
   2. drives for --minutes (5): uploads at the steady rate, a purge run of report history every 30 s on
@@ -36,7 +36,7 @@ import psutil
 
 from bench.isolation import percentile
 from tests.support.processes import wait_for
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import SHIPPED_SIZES, Stack, running_stack
 from tests.thumbnails.images import jpeg_bytes
 
 PASSWORD = "kiln-bench-load"
@@ -162,7 +162,9 @@ def main() -> int:
 
     with (
         tempfile.TemporaryDirectory(prefix="kiln-bench-load-") as tmp,
-        running_stack(Path(tmp) / "var", DJANGO_SUPERUSER_PASSWORD=PASSWORD, LOG_LEVEL="WARNING") as stack,
+        running_stack(
+            Path(tmp) / "var", DJANGO_SUPERUSER_PASSWORD=PASSWORD, LOG_LEVEL="WARNING", **SHIPPED_SIZES
+        ) as stack,
     ):
         stack.wait_until_running()
         token = stack.manage("create_api_token", "admin").stdout.strip().splitlines()[-1]
@@ -172,6 +174,9 @@ def main() -> int:
             "from reports.models import Report; print(Report.objects.get_or_create(name='Load')[0].pk)",
         )
         driver = Driver(stack, token, report_id=int(created.stdout.strip().splitlines()[-1]))
+        high = psutil.Process(int(stack.manage("kiln", "ctl", "pid", "kiln:worker-high").stdout.strip()))
+        autoscale = next((w for w in high.cmdline() if w.startswith("--autoscale=")), "no --autoscale")
+        high_command = f"{autoscale} at nice {high.nice()}"
         capacity = calibrate(stack, driver, args.burst)
         rate = args.rate or capacity * args.load
         print(
@@ -222,7 +227,8 @@ def main() -> int:
     minutes = args.minutes
     print()
     print(
-        f"{args.minutes:g} minutes at {rate:.0f} uploads/min (calibrated capacity {capacity:.0f}/min), 2 cores"
+        f"{args.minutes:g} minutes at {rate:.0f} uploads/min (calibrated capacity {capacity:.0f}/min), "
+        f"{os.cpu_count()} cores; worker-high {high_command}"
     )
     header = f"{'queue':<9}{'jobs':>6}{'per min':>9}{'wait p50':>10}{'p95':>8}{'p99':>8}{'max':>8}{'success':>9}{'RSS/procs start':>17}{'end':>11}  seeds: throughput, max wait, success"
     print(header)

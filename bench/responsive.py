@@ -23,10 +23,15 @@ its header (other work on the machine shows there). Exits 1 when the last config
 misses a target.
 
 A configuration is `NAME` or `NAME:VAR=VALUE,VAR=VALUE`, KILN_* variables kiln.conf reads (e.g.
-KILN_WEB_WORKERS, KILN_HIGH_MAX_PROCESSES) plus KILN_HIGH_NICE, worker-high's CPU priority, which kiln.conf
-does not have yet: the bench applies it to worker-high's processes and threads as soon as the stack runs
-(setpriority, which is what a `nice -n N` prefix in kiln.conf does, as worker-default has; pool processes
-the autoscaler forks later inherit it). Default: today's settings against worker-high at nice 5.
+KILN_WEB_WORKERS, KILN_HIGH_MAX_PROCESSES; unset, the shipped defaults) plus two levers of the bench's own:
+  KILN_HIGH_NICE=N   worker-high's processes and threads reniced to N as soon as the stack runs, whatever
+                     kiln.conf's `nice -n` prefix says (pool processes the autoscaler forks later inherit
+                     it): KILN_HIGH_NICE=0 is worker-high as it ran before it was niced;
+  KILN_CPU_WEIGHTS=systemd  web, worker-high and worker-default each in a cgroup of its own with the
+                     CPUWeight= of its deploy/systemd unit (100 when unset), as systemd runs them: there
+                     Nice= orders processes only inside a unit. Needs root and a writable cpu cgroup (v1's
+                     cpu.shares = weight x 1024 / 100, or v2's cpu.weight).
+Default: the settings before #15 (worker-high at nice 0, up to 10 processes) against the shipped ones.
 """
 
 from __future__ import annotations
@@ -59,8 +64,8 @@ from PIL import Image as PILImage
 from bench.isolation import percentile
 from bench.load import jobs_since
 from tests.support.nginx import NginxHarness, Site, nginx_binary, render_kiln_conf
-from tests.support.processes import free_port, wait_for
-from tests.support.stack import Stack, multipart, running_stack
+from tests.support.processes import REPO, free_port, wait_for
+from tests.support.stack import SHIPPED_SIZES, Stack, multipart, running_stack
 from tests.thumbnails.images import jpeg_bytes
 
 PASSWORD = "kiln-bench-responsive"
@@ -70,14 +75,9 @@ TARGET_RATIO, TARGET_P99 = 3.0, 0.100
 TARGET_THROUGHPUT = 0.95
 SEEDS_RATE = 500  # uploads a minute the seeds' table asks of `high`
 REQUEST_TIMEOUT = 5.0
-# kiln.conf's own values where tests/support/processes.stack_environment picks smaller ones for tests.
-KILN_CONF_DEFAULTS = {
-    "KILN_WEB_WORKERS": "3",
-    "KILN_HIGH_MIN_PROCESSES": "2",
-    "KILN_HIGH_MAX_PROCESSES": "10",
-    "KILN_DEFAULT_CONCURRENCY": "2",
-}
-BENCH_ONLY = ("KILN_HIGH_NICE",)
+BENCH_ONLY = ("KILN_HIGH_NICE", "KILN_CPU_WEIGHTS")
+WEIGHED_PROGRAMS = {"web": "kiln-web.service", "worker-high": "kiln-worker-high.service",
+                    "worker-default": "kiln-worker-default.service"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,9 @@ class Configuration:
             if not equals or not variable.startswith("KILN_"):
                 raise argparse.ArgumentTypeError(f"{assignment!r}: expected KILN_VARIABLE=value")
             overrides[variable.strip()] = value.strip()
-        return cls(name=name, overrides=overrides)
+        configuration = cls(name=name, overrides=overrides)
+        configuration.cpu_weights  # noqa: B018 - refuses an unknown value now, not after a stack started
+        return configuration
 
     def describe(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.overrides.items()) or "no overrides"
@@ -104,8 +106,16 @@ class Configuration:
         return {k: v for k, v in self.overrides.items() if k not in BENCH_ONLY}
 
     @property
-    def high_nice(self) -> int:
-        return int(self.overrides.get("KILN_HIGH_NICE", "0"))
+    def high_nice(self) -> int | None:
+        raw = self.overrides.get("KILN_HIGH_NICE")
+        return None if raw is None else int(raw)
+
+    @property
+    def cpu_weights(self) -> bool:
+        weights = self.overrides.get("KILN_CPU_WEIGHTS", "")
+        if weights not in ("", "systemd"):
+            raise argparse.ArgumentTypeError(f"KILN_CPU_WEIGHTS={weights}: only `systemd` is known")
+        return weights == "systemd"
 
 
 @dataclass
@@ -128,6 +138,7 @@ class Result:
     pool_peak: int
     backlog_lowest: tuple[int | None, int]  # fewest pending images seen while loaded, pool maximum
     nice_seen: set[int]
+    weighed: dict[str, tuple[int, int, int]]  # program: CPU weight, processes in its group, in its tree
     slowloris: Series
     slow_open: tuple[int, int]  # slow connections still open at the end / opened
     ready_rate: float
@@ -294,6 +305,69 @@ def renice(processes: list[psutil.Process], level: int) -> None:
                 os.setpriority(os.PRIO_PROCESS, thread.id, level)
 
 
+def pool_maximum(main: psutil.Process) -> int:
+    """The autoscaling ceiling worker-high actually runs with (`--autoscale=MAX,MIN` on its command line)."""
+    for word in main.cmdline():
+        if word.startswith("--autoscale="):
+            return int(word.split("=", 1)[1].split(",")[0])
+    raise RuntimeError(f"worker-high runs without --autoscale: {main.cmdline()}")
+
+
+class CpuWeights:
+    """web, worker-high and worker-default in cpu cgroups of their own, weighted as their systemd units say.
+    Processes forked later (gunicorn's and the autoscaler's) are born in their parent's cgroup."""
+
+    def __init__(self) -> None:
+        v1, v2 = Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")
+        if (v1 / "cpu.shares").exists():
+            self.root, self.file, self.scale = v1, "cpu.shares", 1024 / 100
+        elif (v2 / "cgroup.subtree_control").exists() and "cpu" in (v2 / "cgroup.controllers").read_text():
+            self.root, self.file, self.scale = v2, "cpu.weight", 1.0
+        else:
+            raise SystemExit("KILN_CPU_WEIGHTS=systemd: no cpu cgroup controller to weigh processes with")
+        self.base = self.root / f"kiln-bench-{os.getpid()}"
+        self.groups: dict[str, Path] = {}
+
+    @staticmethod
+    def unit_weight(unit: str) -> int:
+        text = (REPO / "deploy" / "systemd" / unit).read_text()
+        match = re.search(r"^CPUWeight=(\d+)\s*$", text, re.MULTILINE)
+        return int(match.group(1)) if match else 100
+
+    def apply(self, stack: Stack) -> dict[str, int]:
+        """Each program's whole process tree into its group; the weights applied, by program."""
+        try:
+            self.base.mkdir()
+        except OSError as exc:
+            raise SystemExit(f"KILN_CPU_WEIGHTS=systemd: cannot make a cgroup ({exc}); run as root") from None
+        weights = {}
+        for program, unit in WEIGHED_PROGRAMS.items():
+            weights[program] = self.unit_weight(unit)
+            group = self.base / program
+            group.mkdir()
+            (group / self.file).write_text(str(round(weights[program] * self.scale)))
+            self.groups[program] = group
+            for process in program_tree(stack, program):
+                with contextlib.suppress(ProcessLookupError, OSError):
+                    (group / "cgroup.procs").write_text(str(process.pid))
+        return weights
+
+    def members(self, program: str) -> set[int]:
+        return {int(pid) for pid in (self.groups[program] / "cgroup.procs").read_text().split()}
+
+    def remove(self) -> None:
+        """Anything left goes back to the root group; then the groups go."""
+        for group in self.groups.values():
+            with contextlib.suppress(OSError):
+                for pid in (group / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(OSError):
+                        (self.root / "cgroup.procs").write_text(pid)
+            with contextlib.suppress(OSError):
+                group.rmdir()
+        with contextlib.suppress(OSError):
+            self.base.rmdir()
+
+
 def nice_levels(processes: list[psutil.Process]) -> set[int]:
     levels = set()
     for process in processes:
@@ -443,8 +517,9 @@ def run_configuration(
         flush=True,
     )
     photos = Photos()
-    environ = {**KILN_CONF_DEFAULTS, **configuration.environ}
+    environ = {**SHIPPED_SIZES, **configuration.environ}
     with (
+        contextlib.ExitStack() as cleanup,  # exits last: the cgroups go once the stack has stopped
         tempfile.TemporaryDirectory(prefix="kiln-bench-responsive-") as tmp,
         running_stack(
             Path(tmp) / "var", DJANGO_SUPERUSER_PASSWORD=PASSWORD, LOG_LEVEL="WARNING", **environ
@@ -452,8 +527,13 @@ def run_configuration(
     ):
         stack.wait_until_running()
         high = program_tree(stack, "worker-high")
-        if configuration.high_nice:
+        if configuration.high_nice is not None:
             renice(high, configuration.high_nice)
+        maximum = pool_maximum(high[0])
+        cgroups = CpuWeights() if configuration.cpu_weights else None
+        if cgroups:
+            cleanup.callback(cgroups.remove)
+            weights = cgroups.apply(stack)
         token = stack.manage("create_api_token", "admin").stdout.strip().splitlines()[-1]
         report_id = int(
             stack.manage(
@@ -526,7 +606,7 @@ def run_configuration(
             print("  loaded ...", flush=True)
             # Eight times the pool (about ten seconds of work here) is refilled every second; the
             # first --backlog photos carry the pool while a starved web refills slowly.
-            floor = 8 * int(environ["KILN_HIGH_MAX_PROCESSES"])
+            floor = 8 * maximum
             backlog = Backlog(stack, token, photos, floor)
             backlog.top_up(max(floor, args.backlog))
             backlog.thread.start()
@@ -538,6 +618,11 @@ def run_configuration(
             high = program_tree(stack, "worker-high")
             pool_peak = len(high) - 1
             nice_seen = nice_levels(high)
+            # Every process of the three programs, the ones forked since too, still in its weighted group.
+            weighed = {
+                program: (weights[program], len(cgroups.members(program)), len(program_tree(stack, program)))
+                for program in WEIGHED_PROGRAMS
+            } if cgroups else {}  # fmt: skip
             backlog.stop.set()
             backlog.thread.join(timeout=30)
             jobs = jobs_since(stack, began - 600)
@@ -565,8 +650,9 @@ def run_configuration(
         loaded_seconds=loaded_seconds,
         other_cores=(other_idle, other_loaded),
         pool_peak=pool_peak,
-        backlog_lowest=(backlog.lowest, int(environ["KILN_HIGH_MAX_PROCESSES"])),
+        backlog_lowest=(backlog.lowest, maximum),
         nice_seen=nice_seen,
+        weighed=weighed,
         slowloris=slow,
         slow_open=(opened[0], opened[1]),
         ready_rate=rate,
@@ -616,6 +702,14 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
             f"loaded phase {result.loaded_seconds:.0f} s, worker-high {result.pool_peak} pool processes at its end, "
             f"nice levels seen in worker-high: {sorted(result.nice_seen)}"
         )
+        if result.weighed:
+            print(
+                "cgroups as systemd's units: "
+                + ", ".join(
+                    f"{program} CPUWeight={weight} ({inside} of {tree} processes inside)"
+                    for program, (weight, inside, tree) in result.weighed.items()
+                )
+            )
         lowest, pool = result.backlog_lowest
         saturated = lowest is not None and lowest > pool
         print(
@@ -690,8 +784,8 @@ def main() -> int:
         action="append",
         type=Configuration.parse,
         help="NAME[:KILN_VAR=VALUE,...], repeatable; the first is the baseline, the last the candidate "
-        "(default: today, then the one configuration measured to meet every target so far, "
-        "high-nice-10-max-4:KILN_HIGH_NICE=10,KILN_HIGH_MAX_PROCESSES=4)",
+        "(default: before:KILN_HIGH_NICE=0,KILN_HIGH_MAX_PROCESSES=10, worker-high as it ran before #15, "
+        "then shipped: the settings as they ship)",
     )
     parser.add_argument("--samples", type=int, default=500, help="per page, route and phase (500)")
     parser.add_argument(
@@ -731,10 +825,10 @@ def main() -> int:
         args.samples, args.ready_seconds = 50, 15
         args.settle, args.slow, args.slowloris_samples, args.backlog = 10, 50, 60, 60
     configurations = args.config or [
-        Configuration.parse("today"),
-        # Nice 5 alone left the pages at 7-10x their idle p99 (bench runs of 2026-12-04); nice 10 with the
-        # pool capped at twice the cores met every target. Not shipped yet: #15 carries on from here.
-        Configuration.parse("high-nice-10-max-4:KILN_HIGH_NICE=10,KILN_HIGH_MAX_PROCESSES=4"),
+        # worker-high as it ran before #15: nice 0, up to 10 processes whatever the cores. (worker-default,
+        # idle here, runs at the shipped 19 instead of 10.)
+        Configuration.parse("before:KILN_HIGH_NICE=0,KILN_HIGH_MAX_PROCESSES=10"),
+        Configuration.parse("shipped"),
     ]
     results: list[Result] = []
     for configuration in configurations:

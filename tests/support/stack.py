@@ -18,6 +18,14 @@ from tests.support.processes import REPO, stack_environment, stop_process, wait_
 
 # The admin's password in the stacks tests start (DJANGO_SUPERUSER_PASSWORD).
 ADMIN_PASSWORD = "kiln-integration-admin"
+# The process counts a stack gets as shipped, where stack_environment picks smaller or fixed ones for
+# tests: benchmarks pass these. Empty is unset: worker-high's ceiling then follows the cores (KILN_QUEUES).
+SHIPPED_SIZES = {
+    "KILN_WEB_WORKERS": "3",
+    "KILN_HIGH_MIN_PROCESSES": "2",
+    "KILN_HIGH_MAX_PROCESSES": "",
+    "KILN_DEFAULT_CONCURRENCY": "2",
+}
 
 
 def run_manage(environ: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
