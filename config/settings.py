@@ -86,8 +86,9 @@ KILN_WEB_WORKERS = env_int(_env, "KILN_WEB_WORKERS", 3, minimum=1)
 # The cores this machine lets Kiln use (affinity and cgroup quota): a CPU-bound pool's ceiling follows them.
 KILN_CORES = usable_cores()
 # CPU priorities, measured on one 2-core server with worker-high saturated (bench/responsive.py,
-# docs/performance.md): the web at nice 0, worker-high at 10, worker-default at 19 keeps the queues' order
-# and gives a page the CPU first; with worker-high at nice 0 the report page's p99 went from 29 ms to 1.5 s.
+# docs/performance.md): the web at nice 0, worker-high at 15, worker-default at 19 keeps the queues' order
+# and gives a page the CPU first. With worker-high at nice 0 the pages' p99 went from 14-20 ms to 0.4-0.55 s;
+# at nice 10 to 48-57 ms (3-3.5x), at 15 to 32-42 ms (2x), rendering as many thumbnails a minute.
 KILN_QUEUES = env_queues(
     _env,
     (
@@ -104,7 +105,7 @@ KILN_QUEUES = env_queues(
             wait_critical=300,
             autoscale=(2, 10),
             per_core=2,
-            nice=10,
+            nice=15,
         ),
         # Purges and every task no route names: maintenance, below the web and thumbnails.
         QueueSpec(

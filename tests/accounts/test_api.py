@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -14,6 +15,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.http import JsonResponse
 from django.middleware.csrf import get_token
 from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
 
 from accounts.api import api_view
 from accounts.models import ApiToken
@@ -53,6 +55,24 @@ def test_a_token_authenticates_a_script_and_notes_when_it_was_used() -> None:
     row.refresh_from_db()
     assert row.last_used_at is not None
     assert row.key_hash == ApiToken.hash(token), "only the token's hash is stored"
+
+
+@pytest.mark.django_db
+def test_the_last_use_is_written_at_most_once_a_minute() -> None:
+    """A script's every call is not a database write: the time of the last use is kept to the minute."""
+    row, token = ApiToken.issue(get_user_model().objects.create_user("ada"))
+    call("GET", authorization=f"Bearer {token}")
+    row.refresh_from_db()
+    first = row.last_used_at
+    with CaptureQueriesContext(connection) as queries:
+        assert call("GET", authorization=f"Bearer {token}").status_code == 200
+    assert not [q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    row.refresh_from_db()
+    assert row.last_used_at == first
+    ApiToken.objects.filter(pk=row.pk).update(last_used_at=first - timedelta(seconds=61))
+    call("GET", authorization=f"Bearer {token}")
+    row.refresh_from_db()
+    assert row.last_used_at > first
 
 
 @pytest.mark.django_db

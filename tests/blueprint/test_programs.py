@@ -144,16 +144,16 @@ def test_the_nice_level_and_the_units_cpu_weight_follow_the_declaration(deploy: 
         for queue in settings.KILN_QUEUES
     )
     assert findings(deploy, settings) == [
-        "supervisor/kiln.conf: [program:worker-high] command: the high pool runs at nice 10, KILN_QUEUES "
+        "supervisor/kiln.conf: [program:worker-high] command: the high pool runs at nice 15, KILN_QUEUES "
         "declares 5 (nice -n 5 before the command): the pools' CPU priorities keep the queues' order",
-        "systemd/kiln-worker-high.service: kiln-worker-high.service Nice: the high pool runs at nice 10, "
+        "systemd/kiln-worker-high.service: kiln-worker-high.service Nice: the high pool runs at nice 15, "
         "KILN_QUEUES declares 5 (Nice=5): the pools' CPU priorities keep the queues' order",
-        "systemd/kiln-worker-high.service: kiln-worker-high.service CPUWeight: 11: the high pool runs at nice "
+        "systemd/kiln-worker-high.service: kiln-worker-high.service CPUWeight: 4: the high pool runs at nice "
         "5, whose share between units is CPUWeight=33; Nice= alone orders processes only inside the unit",
     ]
-    edit(deploy / "supervisor" / "kiln.conf", "command=nice -n 10 ", "command=nice -n 5 ")
-    edit(deploy / "systemd" / "kiln-worker-high.service", "Nice=10\n", "Nice=5\n")
-    edit(deploy / "systemd" / "kiln-worker-high.service", "CPUWeight=11\n", "CPUWeight=33\n")
+    edit(deploy / "supervisor" / "kiln.conf", "command=nice -n 15 ", "command=nice -n 5 ")
+    edit(deploy / "systemd" / "kiln-worker-high.service", "Nice=15\n", "Nice=5\n")
+    edit(deploy / "systemd" / "kiln-worker-high.service", "CPUWeight=4\n", "CPUWeight=33\n")
     assert findings(deploy, settings) == []
 
 

@@ -50,7 +50,7 @@ def test_the_pools_consume_only_their_own_queue() -> None:
     assert "--queues=high" in high
     assert "--autoscale=%(ENV_KILN_HIGH_MAX_PROCESSES)s,%(ENV_KILN_HIGH_MIN_PROCESSES)s" in high
     # The web at 0, thumbnails below it, maintenance lowest: a page gets a core first.
-    assert high[:3] == ["nice", "-n", "10"]
+    assert high[:3] == ["nice", "-n", "15"]
     assert default[:3] == ["nice", "-n", "19"]
     assert "--queues=default" in default
 

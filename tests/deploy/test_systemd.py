@@ -70,14 +70,14 @@ def test_the_pools_run_below_the_web_by_nice_level_and_by_cgroup_weight() -> Non
     options = {program: service(program) for program in UNITS}
     assert {program: options[program].get("Nice") for program in UNITS} == {
         "web": None,
-        "worker-high": ["10"],
+        "worker-high": ["15"],
         "worker-default": ["19"],
         "beat": None,
         "flower": None,
     }
     assert {program: options[program].get("CPUWeight") for program in UNITS} == {
         "web": None,
-        "worker-high": ["11"],
+        "worker-high": ["4"],
         "worker-default": ["1"],
         "beat": None,
         "flower": None,

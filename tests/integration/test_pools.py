@@ -70,8 +70,8 @@ def test_no_task_ever_runs_on_the_other_pool(pools: dict[str, Worker], probe: Pr
         assert record["pid"] in (high_pids if record["queue"] == "high" else default_pids), record
 
 
-def test_worker_high_runs_at_nice_10_and_worker_default_at_19_below_the_web(pools: dict[str, Worker]) -> None:
-    for name, level in (("high", 10), ("default", 19)):
+def test_worker_high_runs_at_nice_15_and_worker_default_at_19_below_the_web(pools: dict[str, Worker]) -> None:
+    for name, level in (("high", 15), ("default", 19)):
         main = pools[name].celery_process()
         assert "celery" in " ".join(main.cmdline()), "nice should exec celery, keeping the pid"
         assert main.nice() == level
