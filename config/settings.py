@@ -88,13 +88,13 @@ KILN_CORES = usable_cores()
 # CPU priorities, measured on one 2-core server with worker-high saturated (bench/responsive.py,
 # docs/performance.md): the web at nice 0, worker-high at 15, worker-default at 19 keeps the queues' order
 # and gives a page the CPU first. With worker-high at nice 0 the pages' p99 went from 14-20 ms to 0.4-0.55 s;
-# at nice 10 to 48-57 ms (3-3.5x), at 15 to 32-42 ms (2x), rendering as many thumbnails a minute.
+# at nice 10 to 48-57 ms (3-3.5x), at 15 to 25-51 ms (1.9-2.7x), rendering as many thumbnails a minute.
 KILN_QUEUES = env_queues(
     _env,
     (
         # Thumbnails: people wait for them. The seeds' Horizon setups scale this queue between 2 and 10
         # processes; rendering is CPU-bound, so here the ceiling is 10 or twice the cores, whichever is
-        # lower (4 processes on 2 cores rendered 1.27x what 10 did). An oldest wait over a minute is worth
+        # lower (2 to 6 processes on 2 cores rendered 1.05-1.27x what 10 did). An oldest wait over a minute is worth
         # a mail.
         QueueSpec(
             name="high",
