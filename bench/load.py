@@ -98,11 +98,18 @@ def rss_mb(stack: Stack) -> dict[str, tuple[float, int]]:
     (worker-high autoscales, so compare per process too)."""
     result = {}
     for program in ("worker-high", "worker-default"):
-        pid = int(stack.manage("kiln", "ctl", "pid", f"kiln:{program}").stdout.strip())
-        main = psutil.Process(pid)
-        processes = [main, *main.children(recursive=True)]
+        processes = stack.program_tree(program)
         result[program] = (sum(p.memory_info().rss for p in processes) / 2**20, len(processes))
     return result
+
+
+def autoscale_of(worker: psutil.Process) -> tuple[int, int]:
+    """The (maximum, minimum) a Celery worker actually runs with: `--autoscale=MAX,MIN` on its command line."""
+    for word in worker.cmdline():
+        if word.startswith("--autoscale="):
+            maximum, minimum = word.split("=", 1)[1].split(",")
+            return int(maximum), int(minimum)
+    raise RuntimeError(f"the worker runs without --autoscale: {worker.cmdline()}")
 
 
 def jobs_since(stack: Stack, since: float) -> list[dict]:
@@ -174,9 +181,8 @@ def main() -> int:
             "from reports.models import Report; print(Report.objects.get_or_create(name='Load')[0].pk)",
         )
         driver = Driver(stack, token, report_id=int(created.stdout.strip().splitlines()[-1]))
-        high = psutil.Process(int(stack.manage("kiln", "ctl", "pid", "kiln:worker-high").stdout.strip()))
-        autoscale = next((w for w in high.cmdline() if w.startswith("--autoscale=")), "no --autoscale")
-        high_command = f"{autoscale} at nice {high.nice()}"
+        high = stack.program_tree("worker-high")[0]
+        high_command = f"--autoscale={','.join(map(str, autoscale_of(high)))} at nice {high.nice()}"
         capacity = calibrate(stack, driver, args.burst)
         rate = args.rate or capacity * args.load
         print(

@@ -62,7 +62,7 @@ import psutil
 from PIL import Image as PILImage
 
 from bench.isolation import percentile
-from bench.load import jobs_since
+from bench.load import autoscale_of, jobs_since
 from tests.support.nginx import NginxHarness, Site, nginx_binary, render_kiln_conf
 from tests.support.processes import REPO, free_port, wait_for
 from tests.support.stack import SHIPPED_SIZES, Stack, multipart, running_stack
@@ -290,12 +290,6 @@ def statuses(stack: Stack, token: str, ids: list[int]) -> dict[int, str]:
         return {image["id"]: image["status"] for image in json.loads(response.read())["images"]}
 
 
-def program_tree(stack: Stack, program: str) -> list[psutil.Process]:
-    pid = int(stack.manage("kiln", "ctl", "pid", f"kiln:{program}").stdout.strip())
-    main = psutil.Process(pid)
-    return [main, *main.children(recursive=True)]
-
-
 def renice(processes: list[psutil.Process], level: int) -> None:
     """Every thread of every process: nice is per thread on Linux, and a thread the autoscaler forks
     from passes its level on to the new pool process."""
@@ -303,14 +297,6 @@ def renice(processes: list[psutil.Process], level: int) -> None:
         with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
             for thread in process.threads():
                 os.setpriority(os.PRIO_PROCESS, thread.id, level)
-
-
-def pool_maximum(main: psutil.Process) -> int:
-    """The autoscaling ceiling worker-high actually runs with (`--autoscale=MAX,MIN` on its command line)."""
-    for word in main.cmdline():
-        if word.startswith("--autoscale="):
-            return int(word.split("=", 1)[1].split(",")[0])
-    raise RuntimeError(f"worker-high runs without --autoscale: {main.cmdline()}")
 
 
 class CpuWeights:
@@ -347,7 +333,7 @@ class CpuWeights:
             group.mkdir()
             (group / self.file).write_text(str(round(weights[program] * self.scale)))
             self.groups[program] = group
-            for process in program_tree(stack, program):
+            for process in stack.program_tree(program):
                 with contextlib.suppress(ProcessLookupError, OSError):
                     (group / "cgroup.procs").write_text(str(process.pid))
         return weights
@@ -526,10 +512,10 @@ def run_configuration(
         ) as stack,
     ):
         stack.wait_until_running()
-        high = program_tree(stack, "worker-high")
+        high = stack.program_tree("worker-high")
         if configuration.high_nice is not None:
             renice(high, configuration.high_nice)
-        maximum = pool_maximum(high[0])
+        maximum = autoscale_of(high[0])[0]
         cgroups = CpuWeights() if configuration.cpu_weights else None
         if cgroups:
             cleanup.callback(cgroups.remove)
@@ -615,12 +601,12 @@ def run_configuration(
             began, meter = time.time(), OtherCpu()
             loaded, loaded_seconds = sample(clients, args.samples, args.rate)
             ended, other_loaded = time.time(), meter.cores()
-            high = program_tree(stack, "worker-high")
+            high = stack.program_tree("worker-high")
             pool_peak = len(high) - 1
             nice_seen = nice_levels(high)
             # Every process of the three programs, the ones forked since too, still in its weighted group.
             weighed = {
-                program: (weights[program], len(cgroups.members(program)), len(program_tree(stack, program)))
+                program: (weights[program], len(cgroups.members(program)), len(stack.program_tree(program)))
                 for program in WEIGHED_PROGRAMS
             } if cgroups else {}  # fmt: skip
             backlog.stop.set()

@@ -2,9 +2,9 @@
 
 A thumbnail is CPU work from start to end. On a 2-core machine 2, 4 or 6 processes rendered 1.05-1.27x what
 ten did (bench/responsive.py, docs/performance.md): more processes than cores add contention, not
-throughput, so a CPU-bound pool's default ceiling is a few processes a core (QueueSpec.per_core). "Cores" is what the process may actually run on: its CPU
-affinity (taskset, cpusets), lowered by a cgroup CPU quota (a container started with --cpus=2 on a 64-core
-host sees 64 in os.cpu_count()).
+throughput, so a CPU-bound pool's default ceiling is a few processes a core (QueueSpec.per_core). "Cores"
+is what the process may actually run on: its CPU affinity (taskset, cpusets), lowered by a cgroup CPU quota
+(a container started with --cpus=2 on a 64-core host sees 64 in os.cpu_count()).
 """
 
 from __future__ import annotations

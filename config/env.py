@@ -155,8 +155,7 @@ def env_queues(environ: Mapping[str, str], queues: Sequence[QueueSpec], cores: i
             "wait_critical": critical[queue.name],
         }
         if queue.autoscale is not None:
-            ceiling = queue.process_ceiling(cores) or queue.autoscale[1]
-            maximum = env_int(environ, f"{prefix}MAX_PROCESSES", ceiling, minimum=1)
+            maximum = env_int(environ, f"{prefix}MAX_PROCESSES", queue.process_ceiling(cores), minimum=1)
             minimum = env_int(
                 environ,
                 f"{prefix}MIN_PROCESSES",

@@ -3,9 +3,10 @@
 Each queue has its own pool of worker processes, consuming that queue only, so a queue's jobs can never take
 a process another queue needs. A declaration names the queue, the tasks routed to it, their time limits, how
 long its oldest job may wait before the queue is `warning` or `critical`, the size of its pool (fixed, or an
-autoscale range, whose ceiling follows the cores for CPU-bound work) and the pool's nice level. From it follow: Celery's queues and routes, each task's time
-limits, the health thresholds, the alerts and Prometheus rules, the dashboard, the variables `manage.py kiln
-run` hands supervisord, and what `manage.py kiln check` demands of the process files.
+autoscale range, whose ceiling follows the cores for CPU-bound work) and the pool's nice level. From it
+follow: Celery's queues and routes, each task's time limits, the health thresholds, the alerts and Prometheus
+rules, the dashboard, the variables `manage.py kiln run` hands supervisord, and what `manage.py kiln check`
+demands of the process files.
 
 Pure code: settings build the declaration (config/env.py applies the environment's overrides), the rest
 reads it from `settings.KILN_QUEUES`.
@@ -84,11 +85,10 @@ class QueueSpec:
         web's, systemd's default). The kernel's weight of the nice level, scaled as cgroups scale it."""
         return max(1, round(NICE_WEIGHTS[self.nice] * 100 / 1024))
 
-    def process_ceiling(self, cores: int) -> int | None:
-        """The most processes the pool autoscales to by default on a machine with `cores` cores: the
+    def process_ceiling(self, cores: int) -> int:
+        """The most processes an autoscaling pool grows to by default on a machine with `cores` cores: the
         declared maximum, for CPU-bound work at most per_core a core (and never below the minimum)."""
-        if self.autoscale is None:
-            return None
+        assert self.autoscale is not None, "a fixed pool has no ceiling"
         minimum, maximum = self.autoscale
         if self.per_core is None:
             return maximum

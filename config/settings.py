@@ -94,8 +94,8 @@ KILN_QUEUES = env_queues(
     (
         # Thumbnails: people wait for them. The seeds' Horizon setups scale this queue between 2 and 10
         # processes; rendering is CPU-bound, so here the ceiling is 10 or twice the cores, whichever is
-        # lower (2 to 6 processes on 2 cores rendered 1.05-1.27x what 10 did). An oldest wait over a minute is worth
-        # a mail.
+        # lower (2 to 6 processes on 2 cores rendered 1.05-1.27x what 10 did). An oldest wait over a minute
+        # is worth a mail.
         QueueSpec(
             name="high",
             routes=("thumbnails.*",),

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from blueprint.stack import programs
 from tests.support.processes import REPO, stack_environment, stop_process, wait_for
 
@@ -110,6 +112,11 @@ class Stack:
             name, state, *_ = line.split()
             states[name.removeprefix("kiln:")] = state
         return states
+
+    def program_tree(self, program: str) -> list[psutil.Process]:
+        """A supervisord program's main process (as supervisorctl knows its pid), then its descendants."""
+        main = psutil.Process(int(self.manage("kiln", "ctl", "pid", f"kiln:{program}").stdout.strip()))
+        return [main, *main.children(recursive=True)]
 
     def wait_until_running(self) -> None:
         wait_for(
